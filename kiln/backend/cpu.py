@@ -1,0 +1,33 @@
+"""The CPU backend: NumPy is the array namespace."""
+from __future__ import annotations
+
+import numpy as np
+
+xp = np
+name = "cpu"
+
+# Primitive class -> function(prim, xp, *buffers); filled by modules that need
+# CPU-specific kernels (e.g. fused elementwise kernels from codegen).
+overrides: dict = {}
+
+
+def from_host(buf):
+    """A host (NumPy) buffer as this backend's buffer."""
+    return buf
+
+
+def to_host(buf):
+    """This backend's buffer as a NumPy array."""
+    return buf
+
+
+def synchronize() -> None:
+    pass
+
+
+def cache_memory() -> int:
+    return 0
+
+
+def clear_cache() -> None:
+    pass

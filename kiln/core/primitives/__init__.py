@@ -1,0 +1,1 @@
+"""One module per family of primitives; see ``base.py`` for the rule interface."""

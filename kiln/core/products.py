@@ -1,0 +1,2 @@
+"""products ops (filled in by their issue)."""
+__all__: list = []

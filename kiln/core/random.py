@@ -1,0 +1,1 @@
+"""mx.random (filled in by its issue)."""

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates .venv (if missing), installs kiln with its test dependencies, runs the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q -e ".[test]"
+export KILN_CHECK=1
+exec .venv/bin/python -m pytest -n 2 "$@"

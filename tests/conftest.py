@@ -1,0 +1,3 @@
+import os
+
+os.environ.setdefault("KILN_CHECK", "1")
