@@ -1,2 +1,8 @@
 """Function transformations: grad, vjp, jvp, vmap, custom_function, checkpoint, compile."""
-__all__: list = []
+from .custom import checkpoint, custom_function, depends
+from .grad import grad, jacrev, value_and_grad, vjp
+from .jvp import hessian, jacfwd, jvp
+from .vmap import vmap
+
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "vmap", "custom_function", "checkpoint", "depends",
+           "jacrev", "jacfwd", "hessian"]
