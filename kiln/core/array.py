@@ -27,6 +27,7 @@ class array:
     __array_priority__ = 100  # NumPy defers binary operators to us
 
     def __init__(self, val, dtype=None):
+        self._nb = 0
         if isinstance(val, array):
             src = val if dtype is None else _o.astype(val, dtype)
             _copy_slots(self, src)
@@ -267,17 +268,19 @@ class array:
         return _o._getitem(self, idx)
 
     def __setitem__(self, idx, value):
+        shared = sys.getrefcount(self) > _BASE_REFS
         old = _clone(self)
         new = _o._setitem(old, idx, value)
-        _rebind(self, old, new)
+        _rebind(self, old, new, shared)
 
     def _update(self, op, other):
+        shared = sys.getrefcount(self) > _BASE_REFS + 1  # one more frame than __setitem__
         old = _clone(self)
         new = op(old, other)
         if new._shape != self._shape or new._dtype is not self._dtype:
             # Python rebinds the name to the returned object; no aliasing to keep.
             return new
-        _rebind(self, old, new)
+        _rebind(self, old, new, shared)
         return self
 
 
@@ -312,9 +315,10 @@ def _clone(a: array) -> array:
     return c
 
 
-def _rebind(a: array, old: array, new: array) -> None:
+def _rebind(a: array, old: array, new: array, shared: bool) -> None:
     """Make ``a`` hold ``new``'s value; lazy consumers of ``a`` are moved to ``old``."""
-    _repoint_consumers(a, old)
+    if shared:
+        _repoint_consumers(a, old)
     _copy_slots(a, new)
     a._nb, new._nb = new._nb, 0
     if new._sibs is not None:
@@ -326,10 +330,8 @@ def _rebind(a: array, old: array, new: array) -> None:
 
 def _repoint_consumers(a: array, old: array) -> None:
     # Nodes that take ``a`` as an input hold it in their ``_inputs`` tuple.
-    # Finding them means scanning the heap, so do it only when something
-    # besides the caller's frames references ``a``.
-    if sys.getrefcount(a) <= _BASE_REFS:
-        return
+    # Finding them means scanning the heap, so callers do it only when
+    # something besides the caller's variable and frames references ``a``.
     for t in gc.get_referrers(a):
         if type(t) is not tuple:
             continue
@@ -413,14 +415,14 @@ def _to_buffer(val, dtype):
     want = _dt.as_dtype(dtype) if dtype is not None else None
     if isinstance(val, np.ndarray) or isinstance(val, np.generic):
         arr = np.asarray(val)
+        if arr.dtype == np.complex128:
+            arr = arr.astype(np.complex64)
         dt = _dt.from_numpy(arr.dtype) if arr.dtype in _dt._BY_NP else None
         if dt is None:
             raise TypeError(f"[array] Unsupported NumPy dtype {arr.dtype}.")
         if want is None:
             if dt is _dt.float64:
                 dt = _dt.float32  # as MLX: float64 NumPy data becomes float32
-            elif arr.dtype == np.complex128:
-                dt = _dt.complex64
         else:
             dt = want
         return np.array(arr, dtype=dt.np, copy=True), dt
@@ -483,9 +485,22 @@ def _all_python(val) -> bool:
     return True
 
 
-# References to an array inside _repoint_consumers when only the caller's one
-# variable and the __setitem__ call chain hold it (checked by tests/test_array.py).
-_BASE_REFS = 4
+def _calibrate_refs() -> int:
+    # References sys.getrefcount sees inside __setitem__ when only the caller's
+    # one variable holds the object (the interpreter's own references vary by
+    # Python version, so measure them with a class shaped like array).
+    seen = []
+
+    class _Probe:
+        def __setitem__(self, k, v):
+            seen.append(sys.getrefcount(self))
+
+    p = _Probe()
+    p[0] = 0
+    return seen[0]
+
+
+_BASE_REFS = _calibrate_refs()
 
 
 def stream_of(stream):

@@ -121,6 +121,7 @@ def eval_arrays(outputs) -> None:
         if sibs is None:
             node._buf = out
             nb = out.nbytes if out.base is None else 0
+            node._nb = nb
             if check:
                 _check(node, out)
         else:
@@ -128,6 +129,7 @@ def eval_arrays(outputs) -> None:
             for s, o in zip(sibs, out):
                 s._buf = o
                 if o.base is None:
+                    s._nb = o.nbytes
                     nb += o.nbytes
                 if check:
                     _check(s, o)

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of kiln against MLX, JAX, PyTorch and NumPy (see README.md)."""
