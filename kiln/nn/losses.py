@@ -26,7 +26,7 @@ def _reduce(loss, reduction: Reduction = "none"):
         return mx.sum(loss)
     if reduction == "none":
         return loss
-    raise ValueError("Invalid reduction. Must be 'none', 'mean', or 'sum'.")
+    raise ValueError("Invalid reduction. Must be one of ('none', 'mean', 'sum').")
 
 
 def _check_same_shape(name1, a, name2, b):
@@ -60,6 +60,9 @@ def cross_entropy(logits, targets, weights=None, axis: int = -1, label_smoothing
         raise ValueError(
             f"Targets shape {targets.shape} does not match logits shape {logits.shape}."
         )
+    # Shift by the max so logsumexp and the score share one stable scale
+    # (this also gives the same answer as MLX for unnormalised targets).
+    logits = logits - mx.stop_gradient(mx.max(logits, axis=axis, keepdims=True))
     if as_probs:
         score = mx.sum(logits * targets, axis=axis)
     else:
@@ -170,7 +173,7 @@ def triplet_loss(anchors, positives, negatives, axis: int = -1, p: int = 2, marg
     """``max(d(a, p) - d(a, n) + margin, 0)`` with the (eps-smoothed)
     ``p``-norm distance along ``axis``."""
     def dist(a, b):
-        return mx.sqrt(mx.sum(mx.power(a - b, p), axis) + eps)
+        return mx.power(mx.sum(mx.power(mx.abs(a - b), p), axis) + eps, 1.0 / p)
 
     loss = mx.maximum(dist(anchors, positives) - dist(anchors, negatives) + margin, 0)
     return _reduce(loss, reduction)

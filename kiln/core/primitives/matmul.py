@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import kiln.core as mx
 
-from .. import dtypes as _dt
 from .base import Primitive, broadcast_shapes, primitive, to_front, unbroadcast
 
 
@@ -72,4 +71,3 @@ class Matmul(Primitive):
         return [batch + (a.shape[-2], b.shape[-1])]
 
 
-_ = _dt
