@@ -168,7 +168,7 @@ class Convolution(Primitive):
         dw = prim._node(xt, gt)  # (Cg, *K, G*Og)
         dw = mx.swapaxes(dw, 0, d + 1)
         if self.flip:
-            dw = _reverse(dw, sp)
+            dw = _reverse_kernel(dw)
         return dw
 
     def jvp(self, primals, tangents, argnums, outputs):
@@ -219,7 +219,21 @@ class Convolution(Primitive):
         return [mx.moveaxis(out, d + 2, 0)], [0]
 
 
-def _reverse(a, axes):
-    """``a`` reversed along ``axes`` (a slicing view)."""
-    index = tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(a.ndim))
-    return a[index]
+def _reverse_kernel(w):
+    """``w`` of shape ``(C_out, *K, C_in)`` with its spatial axes reversed.
+
+    Written as a convolution so it needs no slicing op: cross-correlating a
+    single one, padded by ``K - 1`` zeros on each side, with a kernel reads
+    the kernel backwards (exactly: every product is by one or zero).
+    """
+    d = w.ndim - 2
+    c_out, ksize, c_in = w.shape[0], w.shape[1:-1], w.shape[-1]
+    # Every (out, in) channel pair becomes an output channel of a 1-channel conv.
+    wt = mx.reshape(mx.moveaxis(w, d + 1, 1), (c_out * c_in,) + ksize + (1,))
+    one = mx.ones((1,) * (d + 1) + (1,), w.dtype)
+    pad = tuple(k - 1 for k in ksize)
+    ones = (1,) * d
+    prim = Convolution(stride=ones, pad_lo=pad, pad_hi=pad, kernel_dilation=ones, input_dilation=ones)
+    out = prim._node(one, wt)  # (1, *K, C_out*C_in), reversed
+    out = mx.reshape(out, ksize + (c_out, c_in))
+    return mx.moveaxis(out, d, 0)
