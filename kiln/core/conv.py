@@ -27,7 +27,8 @@ def _is_int(v) -> bool:
 
 def _check_int(v, fn: str, arg: str) -> int:
     if not _is_int(v):
-        raise TypeError(f"{fn}(): incompatible function arguments: {arg} must be an int, got {type(v).__name__}.")
+        raise TypeError(f"{fn}(): incompatible function arguments: {arg} must be an int, "
+                        f"got {type(v).__name__}.")
     return int(v)
 
 
@@ -66,12 +67,14 @@ def _general_padding(padding, d: int) -> tuple:
         if ok:
             lo, hi = tuple(int(e) for e in lo), tuple(int(e) for e in hi)
             if len(lo) != d or len(hi) != d:
-                raise ValueError(f"[conv] Invalid padding {shape_str(lo)} | {shape_str(hi)} for {d}D convolution.")
+                raise ValueError(f"[conv] Invalid padding {shape_str(lo)} | {shape_str(hi)} "
+                                 f"for {d}D convolution.")
             return lo, hi
     elif isinstance(padding, (tuple, list)) and all(_is_int(e) for e in padding):
         lo = tuple(int(e) for e in padding)
         if len(lo) != d:
-            raise ValueError(f"[conv] Invalid padding {shape_str(lo)} | {shape_str(lo)} for {d}D convolution.")
+            raise ValueError(f"[conv] Invalid padding {shape_str(lo)} | {shape_str(lo)} "
+                             f"for {d}D convolution.")
         return lo, lo
     raise TypeError("conv_general(): incompatible function arguments: padding must be an int, a "
                     f"sequence of ints or a pair of sequences of ints, got {padding!r}.")
@@ -103,7 +106,8 @@ def _check_ranks(x, w, d: int | None) -> int:
                          f"Expected an array with {d + 2} dimensions following the format [N, ..., C_in].")
     if w.ndim != d + 2:
         raise ValueError(f"[conv] Invalid weight array with {w.ndim} dimensions for {d}D convolution. "
-                         f"Expected an array with {d + 2} dimensions following the format [C_out, ..., C_in].")
+                         f"Expected an array with {d + 2} dimensions following the format "
+                         "[C_out, ..., C_in].")
     return d
 
 
@@ -138,7 +142,8 @@ def _build(x, w, stride, lo, hi, kdil, idil, groups, flip, stream) -> array:
             raise ValueError(
                 "[conv] Spatial dimensions of input after padding cannot be smaller than weight spatial "
                 f"dimensions. Got error at axis {i + 1} for input with shape {shape_str(x.shape)}, padding "
-                f"low {shape_str(lo)}, padding high {shape_str(hi)}, and weight of shape {shape_str(w.shape)}.")
+                f"low {shape_str(lo)}, padding high {shape_str(hi)}, and weight of shape "
+                f"{shape_str(w.shape)}.")
     prim = Convolution(stride=tuple(stride), pad_lo=tuple(lo), pad_hi=tuple(hi),
                        kernel_dilation=tuple(kdil), input_dilation=tuple(idil),
                        groups=int(groups), flip=bool(flip))
@@ -259,7 +264,8 @@ def _conv_transpose_nd(d, fn, input, weight, stride, padding, dilation, output_p
     dilation = _per_axis(dilation, d, fn, "dilation")
     output_padding = _per_axis(output_padding, d, fn, "output_padding")
     if any(v <= 0 for v in dilation):
-        raise ValueError(f"[conv] Kernel dilation sizes must be positive. Got kernel dilation {shape_str(dilation)}.")
+        raise ValueError("[conv] Kernel dilation sizes must be positive. Got kernel dilation "
+                         f"{shape_str(dilation)}.")
     lo = tuple(dl * (k - 1) - p for dl, k, p in zip(dilation, w.shape[1:-1], padding))
     hi = tuple(a + op for a, op in zip(lo, output_padding))
     return _build(x, w, (1,) * d, lo, hi, dilation, stride, groups, True, stream)
@@ -367,5 +373,6 @@ def convolve(a, v, /, mode: str = "full", *, stream=None) -> array:
     else:  # "same": output of length n, centred as NumPy does
         lo = (k - 1) // 2 if k % 2 else k // 2
         hi = k - 1 - lo
-    out = _build(reshape(x, (1, n, 1)), reshape(w, (1, k, 1)), (1,), (lo,), (hi,), (1,), (1,), 1, True, stream)
+    out = _build(reshape(x, (1, n, 1)), reshape(w, (1, k, 1)), (1,), (lo,), (hi,), (1,), (1,), 1, True,
+                 stream)
     return reshape(out, (out.shape[1],))

@@ -71,9 +71,11 @@ class Convolution(Primitive):
         osize = out_shape[1:-1]
         if _prod(out_shape) == 0 or _prod(ksize) * w.shape[-1] == 0:
             return xp.zeros(out_shape, out_dtype)
-        xpad = self._pad_dilate(xp, x)
         if self.flip:
             w = xp.flip(w, axis=tuple(range(1, d + 1)))
+        if self.groups == 1 and x.strides[0] < x.strides[-1]:
+            return self._eval_swapped(xp, x, w, out_shape).astype(out_dtype, copy=False)
+        xpad = self._pad_dilate(xp, x)
         # A strided view of every window: (N, *O, *K, C_in), no copy.
         st = xpad.strides
         view_shape = (n,) + osize + ksize + (c_in,)
@@ -92,6 +94,31 @@ class Convolution(Primitive):
             wg = w.reshape(g, og, kvol * cg).transpose(0, 2, 1)
             out = xp.matmul(cols, wg).transpose(1, 0, 2)  # (rows, g, og)
         return out.reshape(out_shape).astype(out_dtype, copy=False)
+
+    def _eval_swapped(self, xp, x, w, out_shape):
+        """The same sum for an input whose batch axis is its fastest-varying one.
+
+        The weight-gradient rule feeds the input with batch and channels
+        swapped (a transposed view). Swapping them back gives the usual
+        channels-last buffer, whose windows copy in long contiguous runs;
+        the contraction then runs over (batch', kernel taps) instead.
+        """
+        d = x.ndim - 2
+        perm = (d + 1,) + tuple(range(1, d + 1)) + (0,)
+        xs = self._pad_dilate(xp, x.transpose(perm))  # (C', *S, B'): channels-last again
+        osize, ksize = out_shape[1:-1], w.shape[1:-1]
+        b, c = x.shape[0], x.shape[-1]
+        st = xs.strides
+        # Rows (C', *K) and columns (*O, B'): a window of every output position.
+        view_shape = (c,) + ksize + osize + (b,)
+        view_strides = ((st[0],) + tuple(st[1 + i] * self.kernel_dilation[i] for i in range(d))
+                        + tuple(st[1 + i] * self.stride[i] for i in range(d)) + (st[-1],))
+        win = xp.lib.stride_tricks.as_strided(xs, view_shape, view_strides)
+        kvol, ovol = _prod(ksize), _prod(osize)
+        cols = win.reshape(c * kvol, ovol * b)
+        wmat = w.transpose(perm).reshape(c * kvol, w.shape[0])  # (C', *K, C_out)
+        out = (cols.T @ wmat).reshape(osize + (b, w.shape[0]))
+        return xp.moveaxis(out, d, 0)
 
     def _pad_dilate(self, xp, x):
         """The input dilated and padded (or cropped) as the windows see it."""
@@ -216,7 +243,7 @@ class Convolution(Primitive):
         out = prim._node(xt, wt)  # (N, *O, B*C_out)
         lead = out.shape[:-1]
         out = mx.reshape(out, lead + (b, w.shape[1]))
-        return [mx.moveaxis(out, d + 2, 0)], [0]
+        return [mx.moveaxis(out, d + 1, 0)], [0]
 
 
 def _reverse_kernel(w):
