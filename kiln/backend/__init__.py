@@ -31,6 +31,9 @@ def get_backend(dtype):
 
             if not b.available():
                 raise ValueError("[gpu] No GPU backend: CuPy and an NVIDIA GPU are required.")
+            from ..core.graph import multi_device
+
+            multi_device.on = True
         _loaded[name] = b
     return b
 

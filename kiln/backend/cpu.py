@@ -31,3 +31,8 @@ def cache_memory() -> int:
 
 def clear_cache() -> None:
     pass
+
+
+def adopt(bufs):
+    """Input buffers as NumPy arrays (those computed on a GPU are copied to the host)."""
+    return [b if isinstance(b, np.ndarray) or isinstance(b, np.generic) else b.get() for b in bufs]

@@ -27,6 +27,18 @@ class _TraceState:
 
 trace_state = _TraceState()
 
+
+class _MultiDevice:
+    """``on`` is set once a non-CPU backend is loaded (only then can buffers live elsewhere)."""
+
+    __slots__ = ("on",)
+
+    def __init__(self):
+        self.on = False
+
+
+multi_device = _MultiDevice()
+
 # device type -> (backend module, xp, overrides); filled on first use
 _backends = {}
 
@@ -113,7 +125,8 @@ def eval_arrays(outputs) -> None:
             last_stream = stream
         inputs = node._inputs
         bufs = [i._buf for i in inputs]
-        if backend.name != "cpu" or any(i._stream.device.type is not stream.device.type for i in inputs):
+        if multi_device.on:
+            # Inputs computed on another device are moved once, when needed.
             bufs = backend.adopt(bufs)
         fn = overrides.get(type(prim)) if overrides else None
         out = fn(prim, xp, *bufs) if fn is not None else prim.eval(xp, *bufs)

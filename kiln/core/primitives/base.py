@@ -127,8 +127,10 @@ def broadcast_shapes(*shapes) -> tuple:
     """NumPy broadcasting of shapes; raises ValueError naming the shapes."""
     if len(shapes) == 2:
         a, b = shapes
-        if a == b:
+        if a == b or not b:
             return a
+        if not a:
+            return b
     ndim = max(len(s) for s in shapes)
     out = [1] * ndim
     for s in shapes:
