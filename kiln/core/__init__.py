@@ -29,6 +29,7 @@ from .products import *  # noqa: E402,F401,F403
 from .indexing import *  # noqa: E402,F401,F403
 from .conv import *  # noqa: E402,F401,F403
 from .io import *  # noqa: E402,F401,F403
+from .extras import *  # noqa: E402,F401,F403
 from .evaluation import async_eval, eval  # noqa: E402,F401
 from . import random  # noqa: E402,F401
 from . import linalg  # noqa: E402,F401
@@ -40,6 +41,7 @@ from ..transforms import *  # noqa: E402,F401,F403
 from . import _methods  # noqa: E402
 
 _methods.install(array, _sys.modules[__name__])
+ArrayAt = _AtIndexer  # noqa: F405
 
 pi = _math.pi
 e = _math.e
