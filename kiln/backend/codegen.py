@@ -39,7 +39,9 @@ FUSABLE_DTYPES = frozenset(_NE_TYPES)
 # Numeric literals inside templates ("(1 / sqrt({0}))", "({0} * 57.29...)").
 # numexpr reads float literals as float64 and would widen a float32
 # expression, so literals are hoisted into constant inputs of the group dtype.
-_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)(?![\w.])")
+_LITERAL = re.compile(
+    r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)(?![\w.])"
+)
 
 _kernels: dict = {}
 stats = {"built": 0, "hits": 0, "rejected": 0}
