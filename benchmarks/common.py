@@ -18,8 +18,8 @@ class Case:
         run: one timed unit of work; it must force evaluation (``mx.eval``,
             ``block_until_ready``, reading the result) before returning.
         check: returns a dict of NumPy arrays that every framework must agree on.
-        per: ``(count, unit)``: also report the median time divided by ``count``
-            (``(1000, "us/op")``).
+        per: ``(count, unit)``: also report the median time divided by ``count``, in ``unit``
+            (``(1000, "us/op")``; the unit starts with ``us/``, ``ms/`` or ``s/``).
         rate: ``(amount, unit)``: also report ``amount / median_seconds``
             (``(2 * n**3 / 1e9, "GFLOP/s")``).
         memory: a callable returning ``{metric: bytes}`` instead of a timing.
@@ -69,7 +69,8 @@ def time_case(case: Case, repeats: int, budget_s: float) -> dict:
         "load1": [load_before, load1()],
     }
     if case.per:
-        res["per"] = {"value": med / case.per[0] * 1e6, "unit": case.per[1]}
+        scale = {"us": 1e6, "ms": 1e3, "s": 1.0}[case.per[1].split("/")[0]]
+        res["per"] = {"value": med / case.per[0] * scale, "unit": case.per[1]}
     if case.rate:
         res["rate"] = {"value": case.rate[0] / med, "unit": case.rate[1]}
     return res

@@ -104,18 +104,28 @@ def run_cell(fw: str, workload: str, size: str, data_path: Path, tmp: Path, args
     return result, checks
 
 
-def check_agreement(cells: dict, checks: dict, rtol: float) -> None:
-    """Compare every framework's check arrays with the first framework of REFERENCE_ORDER that has them."""
-    variants = {key.split("/")[0] for c in checks.values() for key in c}
-    for variant in variants:
-        have = {fw: {k.split("/", 1)[1]: v for k, v in c.items() if k.split("/")[0] == variant}
-                for fw, c in checks.items()}
-        have = {fw: c for fw, c in have.items() if c}
-        ref = next((fw for fw in REFERENCE_ORDER if fw in have), None)
+def check_agreement(cells: dict, checks: dict, rtol: float, aliases: dict) -> None:
+    """Compare every framework's check arrays with the first framework of REFERENCE_ORDER that has them.
+
+    ``aliases`` maps a variant to an equivalent one (``{"compiled": "eager"}``): a framework earlier in
+    REFERENCE_ORDER that lacks the variant (NumPy has no ``compiled``) is still the reference through it.
+    """
+
+    def arrays(fw: str, variant: str) -> dict:
+        return {k.split("/", 1)[1]: v for k, v in checks.get(fw, {}).items() if k.split("/")[0] == variant}
+
+    for variant in {key.split("/")[0] for c in checks.values() for key in c}:
+        have = {fw: arrays(fw, variant) for fw in checks if arrays(fw, variant)}
+        ref = None
+        for fw in REFERENCE_ORDER:
+            ref = have.get(fw) or arrays(fw, aliases.get(variant, variant))
+            if ref:
+                ref_name = fw if fw in have else f"{fw} ({aliases[variant]})"
+                break
         for fw, got in have.items():
-            ok, err = compare(have[ref], got, rtol)
+            ok, err = compare(ref, got, rtol)
             entry = cells[fw].setdefault("variants", {}).setdefault(variant, {})
-            entry["check"] = {"ok": ok, "rel_err": err, "against": ref}
+            entry["check"] = {"ok": ok, "rel_err": err, "against": ref_name}
 
 
 def main() -> None:
@@ -161,7 +171,7 @@ def main() -> None:
                 cells[fw], checks[fw] = run_cell(fw, wl, size, data_path, tmp, args)
                 report["versions"].setdefault(fw, cells[fw].pop("versions", None))
                 print(summary(cells[fw]), flush=True)
-            check_agreement(cells, checks, module.RTOL)
+            check_agreement(cells, checks, module.RTOL, getattr(module, "CHECK_ALIASES", {"compiled": "eager"}))
             report["workloads"][wl] = {"params": params, "results": cells}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 """Matrix-product primitives: batched matmul with broadcasting batch dims."""
+
 from __future__ import annotations
 
 import kiln.core as mx
@@ -49,7 +50,10 @@ class Matmul(Primitive):
             # and make a single product (no copy of b, one BLAS call).
             a = to_front(a, aa)
             m, k = a.shape[-2], a.shape[-1]
-            out = mx.matmul(mx.reshape(a, (-1, k)), b)
+            rows = 1
+            for d in a.shape[:-1]:
+                rows *= d
+            out = mx.matmul(mx.reshape(a, (rows, k)), b)
             return [mx.reshape(out, a.shape[:-2] + (m, b.shape[-1]))], [0]
         # Batch axis to the front; pad the ranks so batch dims line up. The
         # unbatched operand is left alone and broadcasts inside the product.
@@ -69,5 +73,3 @@ class Matmul(Primitive):
         a, b = inputs
         batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
         return [batch + (a.shape[-2], b.shape[-1])]
-
-

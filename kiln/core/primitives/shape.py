@@ -1,4 +1,5 @@
 """Shape primitives: reshape, transpose, broadcast and friends."""
+
 from __future__ import annotations
 
 import kiln.core as mx
@@ -127,9 +128,9 @@ def _unslice(g, in_shape, starts, steps):
         k = g.shape[ax]
         if s > 1:
             # Interleave s-1 zeros after every element, then drop the trailing ones.
-            z = mx.zeros(g.shape[:ax + 1] + (s - 1,) + g.shape[ax + 1:], g.dtype)
+            z = mx.zeros(g.shape[: ax + 1] + (s - 1,) + g.shape[ax + 1 :], g.dtype)
             g = mx.concatenate([mx.expand_dims(g, ax + 1), z], axis=ax + 1)
-            g = mx.reshape(g, g.shape[:ax] + (k * s,) + g.shape[ax + 2:])
+            g = mx.reshape(g, g.shape[:ax] + (k * s,) + g.shape[ax + 2 :])
             span = (k - 1) * s + 1
             g = _slice_axis(g, ax, 0, span)
         else:
@@ -243,7 +244,7 @@ class Pad(Primitive):
         return out
 
     def jvp(self, primals, tangents, argnums, outputs):
-        x, v = primals
+        x = primals[0]
         tx, tv = mx.zeros(x.shape, x.dtype), mx.zeros((), x.dtype)
         for t, i in zip(tangents, argnums):
             if i == 0:
@@ -336,8 +337,9 @@ class AsStrided(Primitive):
     def eval(self, xp, x):
         flat = xp.ascontiguousarray(x).reshape(-1)
         item = flat.itemsize
-        view = xp.lib.stride_tricks.as_strided(flat[self.offset:], self.shape,
-                                               tuple(s * item for s in self.strides))
+        view = xp.lib.stride_tricks.as_strided(
+            flat[self.offset :], self.shape, tuple(s * item for s in self.strides)
+        )
         return xp.array(view, copy=True)  # a plain buffer: views of views are fragile
 
     def vjp(self, primals, cotangents, argnums, outputs):

@@ -49,14 +49,6 @@ class _ConvNd(Module):
         return (f"{cin * a['groups']}, {out}, kernel_size={ks}, stride={st}, padding={pd}, "
                 f"dilation={a['dilation']}, groups={a['groups']}, bias={'bias' in self}")
 
-    def __call__(self, x):
-        a = self._args
-        y = mx.conv_general(x, self.weight, stride=a["stride"], padding=a["padding"],
-                            kernel_dilation=a["dilation"], groups=a["groups"])
-        if "bias" in self:
-            y = y + self.bias
-        return y
-
 
 class Conv1d(_ConvNd):
     """1-D convolution over ``NLC`` inputs.
