@@ -7,6 +7,7 @@ imported package differs. Frameworks are imported lazily, inside the worker's ow
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import platform
 from types import SimpleNamespace
 
@@ -31,8 +32,6 @@ def load(name: str, gpu: bool = False) -> SimpleNamespace:
     The adapter has ``name``, ``family``, ``device`` (a string), ``versions``, ``sync(*trees)``
     (force evaluation and wait), ``to_numpy(x)``, and the framework's modules.
     """
-    import importlib.metadata  # noqa: F401 - used by _versions
-
     if name in ("kiln", "mlx"):
         mx = importlib.import_module(f"{name}.core")
         try:

@@ -1,0 +1,193 @@
+"""Train a small character-level transformer language model on Python
+standard-library source code with kiln, then print a sample.
+
+    python examples/char_transformer.py [--steps 300] [--context 64]
+
+The model is a token embedding, a stack of causal pre-norm transformer
+layers with rotary position encoding, and a linear head; training uses
+AdamW with a warm-up then cosine-decay schedule.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from functools import partial
+
+import numpy as np
+from tqdm import tqdm
+
+# Run from a source checkout without installing: put the repository on the path.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import kiln.core as mx  # noqa: E402
+import kiln.nn as nn  # noqa: E402
+import kiln.optimizers as optim  # noqa: E402
+
+STDLIB_FILES = ["functools.py", "textwrap.py", "string.py", "bisect.py", "heapq.py",
+                "fnmatch.py", "shlex.py", "copy.py", "keyword.py", "colorsys.py"]
+
+
+def load_text(max_chars: int) -> str:
+    """Concatenate a few standard-library modules' source."""
+    root = os.path.dirname(os.__file__)
+    parts = []
+    for name in STDLIB_FILES:
+        path = os.path.join(root, name)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                parts.append(f.read())
+    return "\n".join(parts)[:max_chars]
+
+
+class Attention(nn.Module):
+    """Causal multi-head self-attention with rotary positions."""
+
+    def __init__(self, dims: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dims, 3 * dims, bias=False)
+        self.out = nn.Linear(dims, dims, bias=False)
+        self.rope = nn.RoPE(dims // num_heads)
+
+    def __call__(self, x, mask):
+        b, length, d = x.shape
+        q, k, v = mx.split(self.qkv(x), 3, axis=-1)
+
+        def heads(t):
+            return t.reshape(b, length, self.num_heads, -1).transpose(0, 2, 1, 3)
+
+        q, k, v = heads(q), heads(k), heads(v)
+        q, k = self.rope(q), self.rope(k)
+        scores = (q * (q.shape[-1] ** -0.5)) @ k.transpose(0, 1, 3, 2) + mask
+        y = mx.softmax(scores, axis=-1) @ v
+        return self.out(y.transpose(0, 2, 1, 3).reshape(b, length, d))
+
+
+class Block(nn.Module):
+    """Pre-norm attention and MLP with residual connections."""
+
+    def __init__(self, dims: int, num_heads: int):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dims)
+        self.attn = Attention(dims, num_heads)
+        self.ln2 = nn.LayerNorm(dims)
+        self.mlp = nn.Sequential(nn.Linear(dims, 4 * dims), nn.GELU(), nn.Linear(4 * dims, dims))
+
+    def __call__(self, x, mask):
+        x = x + self.attn(self.ln1(x), mask)
+        return x + self.mlp(self.ln2(x))
+
+
+class CharLM(nn.Module):
+    """Embedding, transformer blocks, final norm and a tied output layer."""
+
+    def __init__(self, vocab: int, dims: int, num_heads: int, num_layers: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dims)
+        self.blocks = [Block(dims, num_heads) for _ in range(num_layers)]
+        self.ln = nn.LayerNorm(dims)
+
+    def __call__(self, tokens):
+        mask = nn.MultiHeadAttention.create_additive_causal_mask(tokens.shape[1])
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.embed.as_linear(self.ln(x))
+
+
+def sample(model, prompt_ids, length, context, temperature, itos):
+    """Generate ``length`` characters after ``prompt_ids``."""
+    ids = list(prompt_ids)
+    for _ in range(length):
+        window = mx.array([ids[-context:]])
+        logits = model(window)[:, -1, :]
+        nxt = mx.random.categorical(logits * (1 / temperature))
+        ids.append(nxt.item())
+    return "".join(itos[i] for i in ids)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--context", type=int, default=64)
+    parser.add_argument("--dims", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--max-chars", type=int, default=200_000)
+    parser.add_argument("--sample-length", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-compile", action="store_true", help="do not use mx.compile")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args()
+
+    mx.random.seed(args.seed)
+    text = load_text(args.max_chars)
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    data = np.array([stoi[c] for c in text], dtype=np.int32)
+    split = int(0.9 * len(data))
+    train, valid = data[:split], data[split:]
+    print(f"{len(text):,} characters of stdlib source, vocabulary of {len(chars)}")
+
+    model = CharLM(len(chars), args.dims, args.heads, args.layers)
+    warmup = max(1, args.steps // 10)
+    schedule = optim.join_schedules(
+        [optim.linear_schedule(args.lr / 10, args.lr, warmup),
+         optim.cosine_decay(args.lr, args.steps - warmup, end=args.lr / 10)], [warmup])
+    optimizer = optim.AdamW(learning_rate=schedule, weight_decay=0.01)
+
+    def loss_fn(model, x, y):
+        return nn.losses.cross_entropy(model(x), y, reduction="mean")
+
+    loss_and_grad = nn.value_and_grad(model, loss_fn)
+    state = [model.state, optimizer.state]
+
+    def step(x, y):
+        loss, grads = loss_and_grad(model, x, y)
+        grads, _ = optim.clip_grad_norm(grads, 1.0)
+        optimizer.update(model, grads)
+        return loss
+
+    if hasattr(mx, "compile") and not args.no_compile:
+        step = partial(mx.compile, inputs=state, outputs=state)(step)
+
+    rng = np.random.default_rng(args.seed)
+
+    def batch(source):
+        starts = rng.integers(0, len(source) - args.context - 1, args.batch_size)
+        x = np.stack([source[s:s + args.context] for s in starts])
+        y = np.stack([source[s + 1:s + args.context + 1] for s in starts])
+        return mx.array(x), mx.array(y)
+
+    def valid_loss():
+        x, y = batch(valid)
+        return loss_fn(model, x, y).item()
+
+    first = valid_loss()
+    print(f"initial validation loss {first:.3f} (uniform would be {math.log(len(chars)):.3f})")
+    tic = time.perf_counter()
+    bar = tqdm(range(args.steps), desc="train", unit="step", disable=args.quiet)
+    for i in bar:
+        loss = step(*batch(train))
+        mx.eval(state)
+        if i % 10 == 0 or i == args.steps - 1:
+            tokens = (i + 1) * args.batch_size * args.context
+            bar.set_postfix(loss=f"{loss.item():.3f}",
+                            tokens_per_s=f"{tokens / (time.perf_counter() - tic):,.0f}")
+    last = valid_loss()
+    print(f"final validation loss {last:.3f} after {args.steps} steps "
+          f"({time.perf_counter() - tic:.1f} s)")
+    prompt = [stoi[c] for c in "def "]
+    print("sample:\n" + sample(model, prompt, args.sample_length, args.context, args.temperature,
+                               chars))
+    return first, last
+
+
+if __name__ == "__main__":
+    main()
