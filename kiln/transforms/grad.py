@@ -70,7 +70,7 @@ def backward(tape, active, seeds: dict) -> dict:
             cts = [cots.pop(id(s), None) for s in sibs]
             if all(c is None for c in cts):
                 continue
-            cts = [mx.zeros(s._shape, s._dtype) if c is None else c for c in cts]
+            cts = [mx.zeros(s._shape, s._dtype) if c is None else c for s, c in zip(sibs, cts)]
         inputs = node._inputs
         argnums = [i for i, inp in enumerate(inputs) if id(inp) in active]
         grads = node._prim.vjp(list(inputs), cts, argnums, list(group))
