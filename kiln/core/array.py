@@ -306,13 +306,17 @@ def _clone(a: array) -> array:
     c = object.__new__(array)
     _copy_slots(c, a)
     c._nb, a._nb = a._nb, 0
-    if a._sibs is not None:
-        # Keep the sibling group pointing at the object that carries the value.
-        c._sibs = tuple(c if s is a else s for s in a._sibs)
-        for s in c._sibs:
-            if s is not c:
-                s._sibs = c._sibs
+    _take_sibling_place(c, a)
     return c
+
+
+def _take_sibling_place(dst: array, src: array) -> None:
+    """Put ``dst`` where ``src`` stood in ``src``'s sibling group (if any)."""
+    if src._sibs is not None:
+        dst._sibs = tuple(dst if s is src else s for s in src._sibs)
+        for s in dst._sibs:
+            if s is not dst:
+                s._sibs = dst._sibs
 
 
 def _rebind(a: array, old: array, new: array, shared: bool) -> None:
@@ -321,11 +325,7 @@ def _rebind(a: array, old: array, new: array, shared: bool) -> None:
         _repoint_consumers(a, old)
     _copy_slots(a, new)
     a._nb, new._nb = new._nb, 0
-    if new._sibs is not None:
-        a._sibs = tuple(a if s is new else s for s in new._sibs)
-        for s in a._sibs:
-            if s is not a:
-                s._sibs = a._sibs
+    _take_sibling_place(a, new)
 
 
 def _repoint_consumers(a: array, old: array) -> None:

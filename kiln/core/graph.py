@@ -53,39 +53,19 @@ def _backend_for(stream):
     return b
 
 
-def toposort(outputs, stop=None):
-    """Nodes behind ``outputs`` that still need computing, inputs first.
+def toposort(outputs, pending: bool = False):
+    """Nodes behind ``outputs`` in topological order (inputs first, each once).
 
     Args:
         outputs: arrays to start from.
-        stop: optional predicate; nodes for which it is true are not entered.
+        pending: only nodes still to compute; evaluated nodes are leaves and
+            are not listed.
     Returns:
-        A list of arrays in topological order (each once).
+        A list of arrays.
     """
     order = []
     visited = set()
-    stack = [(o, False) for o in outputs]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        nid = id(node)
-        if nid in visited:
-            continue
-        visited.add(nid)
-        stack.append((node, True))
-        for i in node._inputs:
-            if id(i) not in visited:
-                stack.append((i, False))
-    return order
-
-
-def _pending(outputs):
-    """Like ``toposort`` but only unevaluated nodes (evaluated ones are leaves)."""
-    order = []
-    visited = set()
-    stack = [(o, False) for o in outputs if o._buf is None]
+    stack = [(o, False) for o in outputs if not (pending and o._buf is not None)]
     append = stack.append
     while stack:
         node, done = stack.pop()
@@ -98,14 +78,14 @@ def _pending(outputs):
         visited.add(nid)
         append((node, True))
         for i in node._inputs:
-            if i._buf is None and id(i) not in visited:
+            if id(i) not in visited and not (pending and i._buf is not None):
                 append((i, False))
     return order
 
 
 def eval_arrays(outputs) -> None:
     """Compute the buffers of ``outputs`` (a list of arrays)."""
-    tape = _pending(outputs)
+    tape = toposort(outputs, pending=True)
     if not tape:
         return
     detach = trace_state.keep_graph == 0
