@@ -1,7 +1,7 @@
 """Train a small character-level transformer language model on Python
 standard-library source code with kiln, then print a sample.
 
-    python examples/char_transformer.py [--steps 300] [--context 64]
+    python examples/char_transformer.py [--steps 200] [--context 48]
 
 The model is a token embedding, a stack of causal pre-norm transformer
 layers with rotary position encoding, and a linear head; training uses
@@ -52,8 +52,8 @@ class Attention(nn.Module):
         self.out = nn.Linear(dims, dims, bias=False)
         self.rope = nn.RoPE(dims // num_heads)
 
-    def __call__(self, x, mask):
-        b, length, d = x.shape
+    def __call__(self, x, mask, b, length):
+        d = x.shape[-1]
         q, k, v = mx.split(self.qkv(x), 3, axis=-1)
 
         def heads(t):
@@ -63,7 +63,7 @@ class Attention(nn.Module):
         q, k = self.rope(q), self.rope(k)
         scores = (q * (q.shape[-1] ** -0.5)) @ k.transpose(0, 1, 3, 2) + mask
         y = mx.softmax(scores, axis=-1) @ v
-        return self.out(y.transpose(0, 2, 1, 3).reshape(b, length, d))
+        return self.out(y.transpose(0, 2, 1, 3).reshape(b * length, d))
 
 
 class Block(nn.Module):
@@ -74,10 +74,10 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(dims)
         self.attn = Attention(dims, num_heads)
         self.ln2 = nn.LayerNorm(dims)
-        self.mlp = nn.Sequential(nn.Linear(dims, 4 * dims), nn.GELU(), nn.Linear(4 * dims, dims))
+        self.mlp = nn.Sequential(nn.Linear(dims, 4 * dims), nn.GELU(approx="tanh"), nn.Linear(4 * dims, dims))
 
-    def __call__(self, x, mask):
-        x = x + self.attn(self.ln1(x), mask)
+    def __call__(self, x, mask, b, length):
+        x = x + self.attn(self.ln1(x), mask, b, length)
         return x + self.mlp(self.ln2(x))
 
 
@@ -91,11 +91,14 @@ class CharLM(nn.Module):
         self.ln = nn.LayerNorm(dims)
 
     def __call__(self, tokens):
-        mask = nn.MultiHeadAttention.create_additive_causal_mask(tokens.shape[1])
-        x = self.embed(tokens)
+        b, length = tokens.shape
+        mask = nn.MultiHeadAttention.create_additive_causal_mask(length)
+        # Activations are kept as [batch * length, dims] between the blocks so
+        # every linear layer is one plain 2-D matrix product.
+        x = self.embed(tokens).reshape(b * length, -1)
         for block in self.blocks:
-            x = block(x, mask)
-        return self.embed.as_linear(self.ln(x))
+            x = block(x, mask, b, length)
+        return self.embed.as_linear(self.ln(x)).reshape(b, length, -1)
 
 
 def sample(model, prompt_ids, length, context, temperature, itos):
@@ -111,9 +114,9 @@ def sample(model, prompt_ids, length, context, temperature, itos):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--context", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--context", type=int, default=48)
     parser.add_argument("--dims", type=int, default=64)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--layers", type=int, default=2)

@@ -184,7 +184,7 @@ def _normalize_argnums(argnums, argnames, nargs):
     return out, single
 
 
-def _value_and_grad_impl(fun, argnums, argnames, what, has_aux=False):
+def _value_and_grad_impl(fun, argnums, argnames, what):
     if isinstance(argnames, str):
         argnames = [argnames]
     argnames = list(argnames)
@@ -197,10 +197,6 @@ def _value_and_grad_impl(fun, argnums, argnames, what, has_aux=False):
                                  "the function is not called with it.")
         trees = [args[i] for i in idx] + [kwargs[n] for n in argnames]
         leaves, unflatten = flatten(trees, "tree_flatten")
-        for k, leaf in enumerate(leaves):
-            if not isinstance(leaf, array):
-                raise ValueError("[tree_flatten] The argument should contain only arrays")
-
         # Call once and keep the full return value for value_and_grad.
         holder = {}
 

@@ -95,7 +95,7 @@ def gelu(x):
 
 def gelu_approx(x):
     """GELU with the tanh approximation."""
-    return 0.5 * x * (1 + mx.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + mx.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * (x * x * x))))
 
 
 def gelu_fast_approx(x):
