@@ -7,7 +7,7 @@ import numpy as np
 from benchmarks.common import Case
 
 SIZES = {"full": {"n_ops": 1000, "size": 16, "repeats": 20}, "quick": {"n_ops": 100, "size": 16, "repeats": 3}}
-RTOL = 1e-5
+RTOL = 1e-4  # XLA reassociates the 1,000-op float32 chain (errors near 2e-5)
 
 
 def make_data(params: dict, rng: np.random.Generator) -> dict:
