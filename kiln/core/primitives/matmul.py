@@ -7,6 +7,16 @@ import kiln.core as mx
 from .base import Primitive, broadcast_shapes, primitive, to_front, unbroadcast
 
 
+def _blasable(xp, x):
+    if x.ndim < 2:
+        return x
+    item = x.itemsize
+    s0, s1 = x.strides[-2], x.strides[-1]
+    if (s1 == item and s0 >= x.shape[-1] * item) or (s0 == item and s1 >= x.shape[-2] * item):
+        return x
+    return xp.ascontiguousarray(x)
+
+
 @primitive
 class Matmul(Primitive):
     """``a @ b`` for ``a`` of shape ``(..., M, K)`` and ``b`` of ``(..., K, N)``.
@@ -21,6 +31,16 @@ class Matmul(Primitive):
         if dt.itemsize == 2 and dt.kind == "f":
             # No BLAS for half types: multiply in float32, round once at the end.
             return xp.matmul(a.astype(xp.float32), b.astype(xp.float32)).astype(dt)
+        if b.ndim == 2 and a.ndim > 2:
+            # A stack times one matrix is one GEMM with the stack folded into
+            # the rows (reshape copies only if the stack is not contiguous).
+            out = xp.matmul(xp.reshape(a, (-1, a.shape[-1])), b)
+            return xp.reshape(out, a.shape[:-1] + (b.shape[-1],))
+        if a.ndim > 2 or b.ndim > 2:
+            # Batched products reach BLAS only when each matrix has a unit
+            # stride in one of its two axes; otherwise NumPy falls back to a
+            # slow loop, so copy such operands once.
+            a, b = _blasable(xp, a), _blasable(xp, b)
         return xp.matmul(a, b)
 
     def vjp(self, primals, cotangents, argnums, outputs):
