@@ -1,7 +1,7 @@
 """Train a small character-level transformer language model on Python
 standard-library source code with kiln, then print a sample.
 
-    python examples/char_transformer.py [--steps 200] [--context 48]
+    python examples/char_transformer.py [--steps 400] [--context 48]
 
 The model is a token embedding, a stack of causal pre-norm transformer
 layers with rotary position encoding, and a linear head; training uses
@@ -114,13 +114,13 @@ def sample(model, prompt_ids, length, context, temperature, itos):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--context", type=int, default=48)
     parser.add_argument("--dims", type=int, default=64)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--max-chars", type=int, default=200_000)
     parser.add_argument("--sample-length", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=0.8)

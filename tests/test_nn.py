@@ -140,7 +140,7 @@ CASES = [
               call=lambda layer, m, x: layer(x, None)),
     LayerCase("TransformerEncoderLayer_post", lambda m: m.TransformerEncoderLayer(
         8, 2, norm_first=False, activation=m.gelu), _f(2, 4, 8),
-        call=lambda layer, m, x: layer(x, m.nn_mask if False else None)),
+        call=lambda layer, m, x: layer(x, None)),
     LayerCase("TransformerEncoder", lambda m: m.TransformerEncoder(2, 8, 2, 16), _f(2, 4, 8),
               call=lambda layer, m, x: layer(x, layer.layers[0].attention.create_additive_causal_mask(4))),
     LayerCase("TransformerDecoder_post", lambda m: m.TransformerDecoder(1, 8, 2, 16, norm_first=False),
@@ -369,7 +369,7 @@ def _make_model(m):
     class Block(m.Module):
         def __init__(self):
             super().__init__()
-            self.w = m.zeros((2,)) if hasattr(m, "zeros") else None
+            self.w = m.zeros((2,))
             self.d = {"a": m.ones((1,)), "b": [m.ones((3,))]}
             self.layers = [m.Linear(2, 3), m.Sequential(m.ReLU(), m.Linear(3, 1))]
             self.norm = m.LayerNorm(1)

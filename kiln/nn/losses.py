@@ -6,7 +6,7 @@ written in a numerically stable form (``logsumexp``, ``logaddexp``).
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Literal
 
 import kiln.core as mx
 

@@ -7,11 +7,10 @@ shared.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, List, Optional, Tuple, Union
 
 import kiln.core as mx
-from kiln.utils import tree_flatten, tree_map, tree_map_with_path, tree_merge, tree_reduce, tree_unflatten
+from kiln.utils import tree_flatten, tree_map, tree_merge, tree_reduce, tree_unflatten
 
 __all__ = [
     "Optimizer", "SGD", "RMSprop", "Adagrad", "AdaDelta", "Adam", "AdamW", "Adamax", "Lion",
