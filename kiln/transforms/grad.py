@@ -52,7 +52,13 @@ def backward(tape, active, seeds: dict) -> dict:
     import kiln.core as mx
 
     cots = seeds
-    done = set()
+    # A primitive with several outputs runs its vjp once, at the output that
+    # comes first in the tape: every consumer of every sibling comes after it,
+    # so in the reverse walk all their cotangents have arrived by then.
+    first = {}
+    for node in tape:
+        if node._sibs is not None:
+            first.setdefault(id(node._sibs[0]), node)
     for node in reversed(tape):
         sibs = node._sibs
         if sibs is None:
@@ -62,10 +68,8 @@ def backward(tape, active, seeds: dict) -> dict:
             group = (node,)
             cts = [g]
         else:
-            key = id(sibs[0])
-            if key in done:
+            if first[id(sibs[0])] is not node:
                 continue
-            done.add(key)
             group = sibs
             cts = [cots.pop(id(s), None) for s in sibs]
             if all(c is None for c in cts):
