@@ -33,6 +33,7 @@ from .extras import *  # noqa: E402,F401,F403
 from .evaluation import async_eval, eval  # noqa: E402,F401
 from . import random  # noqa: E402,F401
 from . import linalg  # noqa: E402,F401
+from .linalg import matrix_norm  # noqa: E402,F401
 from . import fft  # noqa: E402,F401
 from . import fast  # noqa: E402,F401
 from . import metal, cuda  # noqa: E402,F401
