@@ -141,12 +141,14 @@ def _unary_cases():
         OpCase("erfinv_tails", lambda m, x: m.erfinv(x), sps.erfinv, shapes=((20,),),
                gen=_uniform(-0.999, 0.999), rtol=2e-5, order=1),
         OpCase("bitwise_invert", lambda m, x: m.bitwise_invert(x), np.invert, dtypes=("int32",), grad=False),
-        OpCase("bitwise_invert_u8", lambda m, x: m.bitwise_invert(x), np.invert, dtypes=("uint8",), grad=False),
+        OpCase("bitwise_invert_u8", lambda m, x: m.bitwise_invert(x), np.invert, dtypes=("uint8",),
+               grad=False),
         OpCase("bitwise_invert_bool", lambda m, x: m.bitwise_invert(x), np.invert, dtypes=("bool",),
                grad=False),
         OpCase("invert_op_int", lambda m, x: ~x, np.invert, dtypes=("int32",), grad=False),
         OpCase("invert_op_bool", lambda m, x: ~x, np.invert, dtypes=("bool",), grad=False),
-        OpCase("chain", lambda m, x: m.tanh(m.exp(m.sin(x)) * 0.5), lambda x: np.tanh(np.exp(np.sin(x)) * 0.5)),
+        OpCase("chain", lambda m, x: m.tanh(m.exp(m.sin(x)) * 0.5),
+               lambda x: np.tanh(np.exp(np.sin(x)) * 0.5)),
     ]
     return cases
 
@@ -185,13 +187,16 @@ def _binary_cases():
     for name, ref, gen, diff in BINARY:
         fn = (lambda n: lambda m, x, y: getattr(m, n)(x, y))(name)
         cases.append(OpCase(name, fn, ref, shapes=((2, 3), (2, 3)), gen=gen, grad=diff))
-        cases.append(OpCase(f"{name}_bcast", fn, ref, shapes=((2, 1, 3), (4, 1)), gen=gen, grad=diff, order=1))
+        cases.append(OpCase(f"{name}_bcast", fn, ref, shapes=((2, 1, 3), (4, 1)), gen=gen, grad=diff,
+                            order=1))
         cases.append(OpCase(f"{name}_0d", fn, ref, shapes=((), (3,)), gen=gen, grad=diff, order=1))
         cases.append(OpCase(f"{name}_empty", fn, ref, shapes=((0, 3), (1, 3)), gen=gen, grad=False))
-        cases.append(OpCase(f"{name}_f16", fn, lambda x, y, r=ref: r(x.astype(np.float32), y.astype(np.float32)),
+        cases.append(OpCase(f"{name}_f16", fn, lambda x, y, r=ref: r(x.astype(np.float32),
+                                                                     y.astype(np.float32)),
                             shapes=((2, 3), (3,)), dtypes=("float16",), gen=gen, grad=False, rtol=4e-3,
                             atol=4e-3))
-        cases.append(OpCase(f"{name}_bf16", (lambda n: lambda m, x, y: m.astype(getattr(m, n)(x, y), m.float32))(name),
+        cases.append(OpCase(f"{name}_bf16", (lambda n: lambda m, x, y: m.astype(getattr(m, n)(x, y),
+                                                                                m.float32))(name),
                             None, shapes=((2, 3), (3,)), gen=_bf16(gen), grad=False, rtol=2e-2, atol=2e-2))
         cases.append(OpCase(f"{name}_int32", fn, None, shapes=((2, 3), (2, 3)), dtypes=("int32",), grad=False,
                             gen=(lambda rng, s, d: rng.integers(1, 4, s)) if gen is not None else None))
@@ -204,7 +209,8 @@ def _binary_cases():
     for name, ref in INT_BINARY:
         fn = (lambda n: lambda m, x, y: getattr(m, n)(x, y))(name)
         for dt in ("int32", "uint8", "int64"):
-            cases.append(OpCase(f"{name}_{dt}", fn, ref, shapes=((2, 3), (2, 3)), dtypes=(dt,), gen=_small_int,
+            cases.append(OpCase(f"{name}_{dt}", fn, ref, shapes=((2, 3), (2, 3)), dtypes=(dt,),
+                                gen=_small_int,
                                 grad=False))
         cases.append(OpCase(f"{name}_bool", fn, None, shapes=((2, 3), (3,)), dtypes=("bool",), grad=False))
         cases.append(OpCase(f"{name}_bcast", fn, ref, shapes=((2, 1, 3), (4, 1)), dtypes=("int32",),
@@ -223,7 +229,8 @@ def _binary_cases():
         OpCase("power_int", lambda m, x, y: m.power(x, y), None, dtypes=("int32",), shapes=((2, 3), (2, 3)),
                gen=lambda rng, s, d: rng.integers(-2, 4, s), grad=False),
         OpCase("power_neg_base", lambda m, x: m.power(x, 3.0), lambda x: x ** 3, gen=_nonzero, order=1),
-        OpCase("and_op_bool", lambda m, x, y: x & y, np.logical_and, dtypes=("bool",), shapes=((2, 3), (2, 3)),
+        OpCase("and_op_bool", lambda m, x, y: x & y, np.logical_and, dtypes=("bool",), shapes=((2, 3), (2,
+                                                                                                        3)),
                grad=False),
         OpCase("or_op_int", lambda m, x, y: x | y, np.bitwise_or, dtypes=("int32",), shapes=((2, 3), (2, 3)),
                grad=False),
@@ -231,7 +238,8 @@ def _binary_cases():
                grad=False),
         OpCase("xor_op", lambda m, x, y: x ^ y, np.bitwise_xor, dtypes=("int32",), shapes=((2, 3), (2, 3)),
                grad=False),
-        OpCase("isclose", lambda m, x, y: m.isclose(x, x + y * 1e-6), None, shapes=((2, 3), (2, 3)), grad=False),
+        OpCase("isclose", lambda m, x, y: m.isclose(x, x + y * 1e-6), None, shapes=((2, 3), (2, 3)),
+               grad=False),
         OpCase("isclose_specials", lambda m, x, y: m.isclose(m.log(x), m.log(y), equal_nan=True), None,
                shapes=((8,), (8,)), gen=lambda rng, s, d: rng.choice([-1.0, 0.0, 1.0, 2.0], s), grad=False),
         OpCase("isclose_int", lambda m, x, y: m.isclose(x, y), None, dtypes=("int32",), shapes=((2, 3), (3,)),
@@ -386,13 +394,20 @@ def test_maximum_minimum_ties_split_gradient():
     np.testing.assert_array_equal(np.array(gy), [0.5, 0.0, 0.5])
 
 
+def _divmod_loss(a, b):
+    q, r = mx.divmod(a, b)
+    return mx.sum(q + r * 3)
+
+
 @no_grad
 def test_divmod_both_outputs_differentiate():
     x = mx.array([5.5, -3.25], dtype=mx.float64)
     y = mx.array([2.0, 1.5], dtype=mx.float64)
-    gx, gy = mx.grad(lambda a, b: mx.sum(mx.divmod(a, b)[1] * 3 + mx.divmod(a, b)[0]), argnums=(0, 1))(x, y)
+    gx, gy = mx.grad(_divmod_loss, argnums=(0, 1))(x, y)
     np.testing.assert_allclose(np.array(gx), [3.0, 3.0])
     np.testing.assert_allclose(np.array(gy), -3 * np.floor(np.array(x) / np.array(y)))
+    _, t = mx.jvp(_divmod_loss, [x, y], [mx.ones(2, mx.float64), mx.zeros(2, mx.float64)])
+    np.testing.assert_allclose(float(t[0].item()), 6.0)
 
 
 @no_grad

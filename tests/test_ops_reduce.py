@@ -74,8 +74,11 @@ def _reduction_cases():
                                 shapes=((3, 4),), dtypes=(dt,), grad=False, rtol=2e-3, atol=2e-3,
                                 gen=_ints if dt not in ("bool", "uint8") else None))
         if name not in ("max", "min", "logsumexp"):
+            # NumPy only: MLX 0.32's CPU reduction of an empty axis hangs now and then.
             cases.append(OpCase(f"{name}_empty", (lambda n: lambda m, x: getattr(m, n)(x, axis=0))(name),
-                                None, shapes=((0, 3),), grad=False))
+                                (lambda f: lambda x: np.asarray(f(x, axis=0)).astype(
+                                    np.float32 if f not in (np.all, np.any) else bool))(ref),
+                                shapes=((0, 3),), grad=False, mlx=False))
     cases += [
         OpCase("prod_zeros", lambda m, x: m.prod(x, axis=1), lambda x: np.prod(x, 1), shapes=((4, 4),),
                gen=_with_zeros),
@@ -85,19 +88,24 @@ def _reduction_cases():
         OpCase("std_ddof", lambda m, x: m.std(x, axis=0, ddof=1, keepdims=True),
                lambda x: np.std(x, 0, ddof=1, keepdims=True)),
         OpCase("argmax", lambda m, x: m.argmax(x, axis=1), lambda x: np.argmax(x, 1), grad=False),
-        OpCase("argmin", lambda m, x: m.argmin(x, axis=0, keepdims=True), lambda x: np.argmin(x, 0, keepdims=True),
+        OpCase("argmin", lambda m, x: m.argmin(x, axis=0, keepdims=True), lambda x: np.argmin(x, 0,
+                                                                                              keepdims=True),
                grad=False),
-        OpCase("argmax_flat", lambda m, x: m.argmax(x), lambda x: np.argmax(x), grad=False, shapes=((2, 3, 2),)),
+        OpCase("argmax_flat", lambda m, x: m.argmax(x), lambda x: np.argmax(x), grad=False, shapes=((2, 3,
+                                                                                                     2),)),
         OpCase("argmin_flat_keep", lambda m, x: m.argmin(x, keepdims=True), None, grad=False,
                shapes=((2, 3, 2),)),
         OpCase("argmax_int", lambda m, x: m.argmax(x, axis=-1), None, grad=False, dtypes=("int32",)),
         OpCase("argmax_0d", lambda m, x: m.argmax(x), None, grad=False, shapes=((),)),
-        OpCase("logsumexp_big", lambda m, x: m.logsumexp(x * 300, axis=1), lambda x: sps.logsumexp(x * 300, 1)),
+        OpCase("logsumexp_big", lambda m, x: m.logsumexp(x * 300, axis=1), lambda x: sps.logsumexp(x * 300,
+                                                                                                   1)),
         OpCase("softmax", lambda m, x: m.softmax(x, axis=-1), lambda x: sps.softmax(x, -1)),
-        OpCase("softmax_all", lambda m, x: m.softmax(x), lambda x: sps.softmax(x), shapes=((2, 3, 2),), order=1),
+        OpCase("softmax_all", lambda m, x: m.softmax(x), lambda x: sps.softmax(x), shapes=((2, 3, 2),),
+               order=1),
         OpCase("softmax_axes", lambda m, x: m.softmax(x, axis=(0, 2)), lambda x: sps.softmax(x, (0, 2)),
                shapes=((2, 3, 2),), order=1),
-        OpCase("softmax_big", lambda m, x: m.softmax(x * 300, axis=0), lambda x: sps.softmax(x * 300, 0), order=1),
+        OpCase("softmax_big", lambda m, x: m.softmax(x * 300, axis=0), lambda x: sps.softmax(x * 300, 0),
+               order=1),
         OpCase("softmax_int", lambda m, x: m.softmax(x, axis=-1), None, dtypes=("int32",), grad=False),
         OpCase("softmax_f16_precise", lambda m, x: m.softmax(x, axis=-1, precise=True),
                lambda x: sps.softmax(x.astype(np.float32), -1), dtypes=("float16",), grad=False, rtol=2e-3,
@@ -110,7 +118,8 @@ def _reduction_cases():
                gen=_distinct),
         OpCase("median_odd", lambda m, x: m.median(x, axis=(0, 2), keepdims=True),
                lambda x: np.median(x, (0, 2), keepdims=True), shapes=((3, 2, 3),), gen=_distinct, order=1),
-        OpCase("median_all", lambda m, x: m.median(x), lambda x: np.median(x), shapes=((3, 3),), gen=_distinct),
+        OpCase("median_all", lambda m, x: m.median(x), lambda x: np.median(x), shapes=((3, 3),),
+               gen=_distinct),
         OpCase("sum_T", lambda m, x: m.sum(x.T, axis=0), lambda x: x.T.sum(0), shapes=((3, 4),)),
         OpCase("mean_method", lambda m, x: x.mean(axis=0), lambda x: x.mean(0)),
     ]
@@ -141,7 +150,8 @@ def _scan_cases():
                     fn = (lambda n, a, r, i: lambda m, x: _finite(m, getattr(m, n)(x, axis=a, reverse=r,
                                                                                     inclusive=i)))(
                         name, axis, reverse, inclusive)
-                    cases.append(OpCase(f"{name}_{axis}_{'rev' if reverse else 'fwd'}_{'inc' if inclusive else 'exc'}",
+                    tag = f"{'rev' if reverse else 'fwd'}_{'inc' if inclusive else 'exc'}"
+                    cases.append(OpCase(f"{name}_{axis}_{tag}",
                                         fn, None, shapes=((3, 4),), gen=gen,
                                         order=2 if axis == 1 else 1))
         ref = (lambda f: lambda x: f(x, 1))(_ref)
@@ -149,19 +159,22 @@ def _scan_cases():
                             shapes=((3, 4),), gen=gen, grad=False))
         cases.append(OpCase(f"{name}_0d", (lambda n: lambda m, x: getattr(m, n)(x))(name), None, shapes=((),),
                             gen=gen, order=1))
-        cases.append(OpCase(f"{name}_empty", (lambda n: lambda m, x: getattr(m, n)(x, axis=0))(name), None,
-                            shapes=((0, 3),), grad=False))
+        cases.append(OpCase(f"{name}_empty", (lambda n: lambda m, x: getattr(m, n)(x, axis=0))(name),
+                            lambda x: x, shapes=((0, 3),), grad=False, mlx=False))
         for dt in ("int32", "bool", "float16", "uint8"):
             if name == "logcumsumexp" and dt == "bool":
                 continue
-            cases.append(OpCase(f"{name}_{dt}", (lambda n: lambda m, x: getattr(m, n)(x, axis=1, inclusive=False))(name),
+            cases.append(OpCase(f"{name}_{dt}", (lambda n: lambda m, x: getattr(m, n)(x, axis=1,
+                                                                                      inclusive=False))(name),
                                 None, shapes=((2, 4),), dtypes=(dt,), grad=False, rtol=2e-3, atol=2e-3,
                                 gen=_ints if dt in ("int32",) else None))
     cases += [
         OpCase("cumprod_zeros", lambda m, x: m.cumprod(x, axis=1), None, shapes=((3, 5),), gen=_with_zeros),
-        OpCase("cumprod_zeros_rev_exc", lambda m, x: m.cumprod(x, axis=0, reverse=True, inclusive=False), None,
+        OpCase("cumprod_zeros_rev_exc", lambda m, x: m.cumprod(x, axis=0, reverse=True, inclusive=False),
+               None,
                shapes=((5, 2),), gen=_with_zeros),
-        OpCase("cumsum_dtype", lambda m, x: m.cumsum(x, dtype=m.float32), None, dtypes=("int32",), grad=False),
+        OpCase("cumsum_dtype", lambda m, x: m.cumsum(x, dtype=m.float32), None, dtypes=("int32",),
+               grad=False),
         OpCase("cumprod_dtype", lambda m, x: m.cumprod(x, axis=0, dtype=m.float16), None, dtypes=("int32",),
                gen=_ints, grad=False),
         OpCase("logcumsumexp_big", lambda m, x: m.logcumsumexp(x * 200, axis=1), None, shapes=((2, 5),)),
@@ -188,10 +201,11 @@ def _sort_cases():
                gen=_distinct),
         OpCase("sort_0d", lambda m, x: m.sort(x, axis=None), None, shapes=((),)),
         OpCase("sort_int", lambda m, x: m.sort(x), np.sort, dtypes=("int32",), grad=False),
-        OpCase("sort_bool", lambda m, x: m.sort(x, axis=0), lambda x: np.sort(x, 0), dtypes=("bool",), grad=False),
+        OpCase("sort_bool", lambda m, x: m.sort(x, axis=0), lambda x: np.sort(x, 0), dtypes=("bool",),
+               grad=False),
         OpCase("sort_f16", lambda m, x: m.sort(x), np.sort, dtypes=("float16",), grad=False),
         OpCase("sort_empty", lambda m, x: m.sort(x, axis=0), lambda x: np.sort(x, 0), shapes=((0, 3),),
-               grad=False),
+               mlx=False, grad=False),
         OpCase("sort_T", lambda m, x: m.sort(x.T), lambda x: np.sort(x.T), shapes=((3, 4),), gen=_distinct),
         OpCase("argsort", lambda m, x: m.argsort(x), lambda x: np.argsort(x, kind="stable"), shapes=((3, 4),),
                gen=_distinct, grad=False),
@@ -204,9 +218,11 @@ def _sort_cases():
                gen=_distinct),
         OpCase("partition_neg", lambda m, x: _sorted_parts(m, m.partition(x, -1), 5), None, shapes=((2, 6),),
                gen=_distinct, order=1),
-        OpCase("partition_axis0", lambda m, x: _sorted_parts(m, m.moveaxis(m.partition(x, 1, axis=0), 0, -1), 1),
+        OpCase("partition_axis0", lambda m, x: _sorted_parts(m, m.moveaxis(m.partition(x, 1, axis=0), 0, -1),
+                                                             1),
                None, shapes=((4, 3),), gen=_distinct, order=1),
-        OpCase("argpartition", lambda m, x: _sorted_parts(m, m.take_along_axis(x, m.argpartition(x, 3), -1), 3)
+        OpCase("argpartition", lambda m, x: _sorted_parts(m, m.take_along_axis(x, m.argpartition(x, 3), -1),
+                                                          3)
                if hasattr(m, "take_along_axis") else _sorted_parts(m, m.partition(x, 3), 3), None,
                shapes=((2, 6),), gen=_distinct, grad=False),
         OpCase("topk", lambda m, x: m.sort(m.topk(x, 2)), lambda x: np.sort(x)[..., -2:], shapes=((3, 5),),
@@ -216,7 +232,8 @@ def _sort_cases():
         OpCase("topk_all", lambda m, x: m.sort(m.topk(x, 4)), lambda x: np.sort(x), shapes=((2, 4),),
                gen=_distinct, order=1),
         OpCase("topk_zero", lambda m, x: m.topk(x, 0), None, shapes=((2, 4),), grad=False),
-        OpCase("topk_none", lambda m, x: m.sort(m.topk(x, 3, axis=None)), None, shapes=((2, 4),), gen=_distinct,
+        OpCase("topk_none", lambda m, x: m.sort(m.topk(x, 3, axis=None)), None, shapes=((2, 4),),
+               gen=_distinct,
                order=1),
         OpCase("topk_int", lambda m, x: m.sort(m.topk(x, 2)), None, dtypes=("int32",), grad=False),
     ]
@@ -277,7 +294,8 @@ def test_output_dtypes_match_mlx(name):
         def run(m):
             x = m.array([[1, 0, 2], [3, 1, 0]], getattr(m, dt))
             return m.topk(x, 2) if name == "topk" else getattr(m, name)(x)
-        if name == "softmax" and dt in ("bool_", "uint8", "int8", "int16", "int32", "uint16", "uint32", "int64",
+        if name == "softmax" and dt in ("bool_", "uint8", "int8", "int16", "int32", "uint16", "uint32",
+                                        "int64",
                                         "uint64"):
             # MLX 0.32 bug: softmax over several axes of an integer array keeps the
             # integer dtype (and returns garbage); kiln gives float32, as for one axis.
