@@ -57,13 +57,7 @@ def test_forward(case):
     check_forward(case)
 
 
-# Complex Multiply's VJP (primitives/binary.py) does not conjugate, unlike MLX's
-# convention (grad of real(z * c) is conj(c)); Imag's VJP and complex products
-# go through it. These pass once Multiply.vjp uses conj(y)/conj(x).
-_CPLX_MUL = {"fft_re_im", "ifft_ortho_n", "rfft", "rfftn_irfftn", "rfft2"}
-GRAD_PARAMS = [pytest.param(c, id=c.name, marks=pytest.mark.xfail(
-    reason="complex Multiply VJP lacks conj (binary.py)", strict=False)) if c.name in _CPLX_MUL
-    else pytest.param(c, id=c.name) for c in GRADS]
+GRAD_PARAMS = [pytest.param(c, id=c.name) for c in GRADS]
 
 
 @needs_grad

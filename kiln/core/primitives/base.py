@@ -148,6 +148,14 @@ def broadcast_shapes(*shapes) -> tuple:
     return tuple(out)
 
 
+def _conj_if_complex(d):
+    # The VJP of a holomorphic op multiplies by the conjugate derivative (so
+    # grad of real(f(z)) is conj(f'(z)), as in MLX and JAX); real dtypes skip it.
+    if isinstance(d, mx.array) and d.dtype is mx.complex64:
+        return mx.conj(d)
+    return d
+
+
 def zeros_like_cot(x):
     return mx.zeros(x.shape, x.dtype)
 
@@ -165,7 +173,7 @@ class UnaryElementwise(Primitive):
         raise NotImplementedError(f"[vjp] Not implemented for {self.name}.")
 
     def vjp(self, primals, cotangents, argnums, outputs):
-        return [cotangents[0] * self.deriv(primals[0], outputs[0])]
+        return [cotangents[0] * _conj_if_complex(self.deriv(primals[0], outputs[0]))]
 
     def jvp(self, primals, tangents, argnums, outputs):
         return [tangents[0] * self.deriv(primals[0], outputs[0])]
@@ -208,7 +216,7 @@ class BinaryElementwise(Primitive):
         x, y = primals
         d = self.derivs(x, y, outputs[0])
         g = cotangents[0]
-        return [unbroadcast(g * d[i], primals[i].shape) for i in argnums]
+        return [unbroadcast(g * _conj_if_complex(d[i]), primals[i].shape) for i in argnums]
 
     def jvp(self, primals, tangents, argnums, outputs):
         x, y = primals
