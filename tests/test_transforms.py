@@ -311,3 +311,14 @@ def test_grads_match_mlx_on_a_composite():
     gm = mlx_core.grad(build(mlx_core), argnums=[0, 1])(mlx_core.array(x), mlx_core.array(y))
     for a, b in zip(gk, gm):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-5, atol=1e-6)
+
+
+@needs_mlx
+def test_complex_vjp_convention_matches_mlx():
+    def build(m):
+        c = m.array(3 - 1j)
+        return [lambda z: m.real(z * c), lambda z: m.real(m.exp(z)), lambda z: m.imag(m.sin(z) * z)]
+
+    for fk, fm in zip(build(mx), build(mlx_core)):
+        gk, gm = mx.grad(fk)(mx.array(1 + 2j)), mlx_core.grad(fm)(mlx_core.array(1 + 2j))
+        np.testing.assert_allclose(np.array(gk), np.array(gm), rtol=1e-5)
