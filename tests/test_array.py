@@ -261,3 +261,12 @@ def test_pickle_and_copy():
     y = pickle.loads(pickle.dumps(x))
     assert y.dtype == mx.bfloat16 and y.tolist() == [1.0, 2.0]
     assert copy.deepcopy(x).tolist() == [1.0, 2.0]
+
+
+def test_no_numpy_warnings_on_inf_nan(recwarn):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isinf(np.array(mx.log(mx.array([0.0])))).all()
+        assert np.isnan(np.array(mx.array([0.0]) / 0)).all()

@@ -11,6 +11,11 @@ name = "cpu"
 overrides: dict = {}
 
 
+def quiet():
+    """A context in which NumPy's floating-point warnings are off."""
+    return np.errstate(all="ignore")
+
+
 def from_host(buf):
     """A host (NumPy) buffer as this backend's buffer."""
     return buf

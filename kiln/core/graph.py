@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from ..backend import cpu as _cpu
 from ..backend import get_backend
 from .device import memory
 
@@ -88,6 +89,12 @@ def eval_arrays(outputs) -> None:
     tape = toposort(outputs, pending=True)
     if not tape:
         return
+    # Like MLX, log(0) and 0/0 give inf/nan silently (NumPy would warn).
+    with _cpu.quiet():
+        _run(tape)
+
+
+def _run(tape) -> None:
     detach = trace_state.keep_graph == 0
     check = trace_state.check
     mem = memory
