@@ -395,6 +395,31 @@ def _erf_erfc(xp, x):
     return erf, erfc
 
 
+# erfc(a) ~ t * exp(P(t) - a^2) with t = 1 / (1 + a/2): the classic published
+# Chebyshev fit of the exponent polynomial, accurate to ~1.2e-7 relative for
+# every a >= 0 -- float32's precision at a fraction of the series' cost.
+_ERFC_FIT = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
+             -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+# Taylor coefficients of erf(x) / (2x/sqrt(pi)) in x^2, for |x| < 0.5 where 1 - erfc cancels.
+_ERF_SERIES = tuple((-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(10))
+
+
+def _erf_single(xp, x):
+    """erf for float32 inputs (computed in float32), ~1.5e-7 relative."""
+    f = x.dtype.type
+    a = xp.abs(x)
+    t = 1 / (1 + f(0.5) * a)
+    p = f(_ERFC_FIT[-1])
+    for c in _ERFC_FIT[-2::-1]:
+        p = p * t + f(c)
+    big = xp.copysign(1 - t * xp.exp(p - a * a), x)
+    z = x * x
+    s = f(_ERF_SERIES[-1])
+    for c in _ERF_SERIES[-2::-1]:
+        s = s * z + f(c)
+    return xp.where(a < 0.5, f(_TWO_OVER_SQRT_PI) * x * s, big)
+
+
 def _compute_dtype(xp, x):
     # Half precision inputs are computed in float32 and rounded once.
     return x if x.dtype in (xp.float32, xp.float64) else x.astype(xp.float32)
@@ -405,7 +430,8 @@ class Erf(UnaryElementwise):
     expr = None
 
     def eval(self, xp, x):
-        y, _ = _erf_erfc(xp, _compute_dtype(xp, x))
+        c = _compute_dtype(xp, x)
+        y = _erf_single(xp, c) if c.dtype == xp.float32 else _erf_erfc(xp, c)[0]
         return y.astype(x.dtype, copy=False)
 
     def deriv(self, x, y):
