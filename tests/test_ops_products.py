@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import OpCase, check_compile, check_forward, check_grads, check_vmap, mlx_core
+from harness import OpCase, check_compile, check_forward, check_grads, check_vmap, mlx_core, needs_mlx
 
 import kiln.core as mx
 
@@ -275,6 +275,7 @@ def test_einsum_path_matches_mlx():
         assert got[1] == want[1], subs
 
 
+@needs_mlx
 def test_matmul_dtypes_match_mlx():
     for da, db in [
         ("float16", "float16"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import OpCase, check_compile, check_forward, check_grads, check_vmap, mlx_core
+from harness import OpCase, check_compile, check_forward, check_grads, check_vmap, mlx_core, needs_mlx
 
 import kiln.core as mx
 
@@ -334,6 +334,7 @@ def test_full_dtype_casts():
     assert x.dtype == mx.int32 and x.tolist() == [1, 1]
 
 
+@needs_mlx
 def test_dtype_helpers():
     assert mx.result_type(mx.int8, mx.array([1.0])) == mx.float32
     assert mx.result_type(mx.bfloat16, mx.float16) == mx.float32

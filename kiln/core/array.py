@@ -135,15 +135,21 @@ class array:
 
     def __dlpack__(self, *args, **kwargs):
         buf = self._data()
-        if self._stream.device.type.name == "cpu":
-            buf = np.ascontiguousarray(buf)
+        if self._stream.device.type.name == "cpu" or isinstance(buf, (np.ndarray, np.generic)):
+            buf = np.asarray(buf)  # NumPy scalars have no __dlpack__
+            if not buf.flags.c_contiguous:
+                buf = np.ascontiguousarray(buf)  # (never on 0-d: it would make shape (1,))
         return buf.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
-        return self._data().__dlpack_device__()
+        buf = self._data()
+        return (np.asarray(buf) if isinstance(buf, np.generic) else buf).__dlpack_device__()
 
     def __buffer__(self, flags):
-        return memoryview(np.ascontiguousarray(self._host()))
+        # NumPy (on Python >= 3.12) converts through this before __array__;
+        # ascontiguousarray would turn a 0-d buffer into shape (1,).
+        h = np.asarray(self._host())
+        return memoryview(h if h.flags.c_contiguous else np.ascontiguousarray(h))
 
     def __bool__(self) -> bool:
         if self.size != 1:

@@ -216,7 +216,8 @@ def arange(start, stop=None, step=None, dtype=None, *, stream=None) -> array:
         raise ValueError("[arange] step must be nonzero.")
     n = max(0, math.ceil((stop - start) / step))
     # Computed in the output type, as MLX does (int dtypes truncate the step).
-    st, sp = np.array(start).astype(dtype.np), np.array(step).astype(dtype.np)
+    # NumPy scalars ([()]), not 0-d arrays: CuPy refuses 0-d NumPy arrays as operands.
+    st, sp = np.array(start).astype(dtype.np)[()], np.array(step).astype(dtype.np)[()]
 
     def make(xp):
         return xp.arange(n).astype(dtype.np) * sp + st
