@@ -50,7 +50,14 @@ def venv_name(fw: str) -> str:
     return "kiln" if fw == "numpy" else fw
 
 
+# Set by --system-python: every framework runs in this interpreter (for machines
+# that have the frameworks preinstalled and cannot download, e.g. a GPU box).
+_SYSTEM = {"python": None}
+
+
 def python_of(fw: str) -> Path:
+    if _SYSTEM["python"]:
+        return Path(_SYSTEM["python"])
     return VENVS / venv_name(fw) / "bin" / "python"
 
 
@@ -137,6 +144,8 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=None, help="seconds of timed runs per variant")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed per (framework, workload)")
     p.add_argument("--no-setup", action="store_true", help="use the venvs as they are")
+    p.add_argument("--system-python", action="store_true",
+                   help="run every framework in this interpreter (no venvs; implies --no-setup)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest.json"))
     p.add_argument("--docs", default=None, help="Markdown report (default: docs/benchmarks.md, not with --quick)")
     args = p.parse_args()
@@ -149,7 +158,9 @@ def main() -> None:
         if name not in FRAMEWORKS + WORKLOADS:
             p.error(f"unknown framework or workload {name!r}")
 
-    broken = {} if args.no_setup else setup(frameworks, args.gpu)
+    if args.system_python:
+        _SYSTEM["python"] = sys.executable
+    broken = {} if (args.no_setup or args.system_python) else setup(frameworks, args.gpu)
     report = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "size": size, "gpu": args.gpu, "cpu": cpu_model(), "cores": os.cpu_count(),

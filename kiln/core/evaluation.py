@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .array import array
-from .graph import eval_arrays
+from ..backend import loaded_backends
+from .graph import eval_arrays, multi_device
 
 
 def _collect(trees, out) -> None:
@@ -26,8 +27,14 @@ def eval(*args) -> None:
     arrays: list = []
     _collect(args, arrays)
     eval_arrays(arrays)
+    if multi_device.on:
+        # GPU kernels run asynchronously; like MLX, eval returns once they are done.
+        for b in loaded_backends():
+            b.synchronize()
 
 
 def async_eval(*args) -> None:
-    """Start computing ``args``; CPU work completes before this returns."""
-    eval(*args)
+    """Start computing ``args`` without waiting for GPU kernels to finish."""
+    arrays: list = []
+    _collect(args, arrays)
+    eval_arrays(arrays)
