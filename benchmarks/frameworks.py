@@ -58,6 +58,9 @@ def load(name: str, gpu: bool = False) -> SimpleNamespace:
         import jax
 
         jax.config.update("jax_platforms", "cuda" if gpu else "cpu")
+        # On GPUs JAX multiplies float32 matrices in TF32 by default; kiln and
+        # PyTorch use full float32, so ask JAX for the same arithmetic.
+        jax.config.update("jax_default_matmul_precision", "highest")
         import jax.numpy as jnp
 
         dev = jax.devices()[0]
