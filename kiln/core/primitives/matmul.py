@@ -31,6 +31,10 @@ class Matmul(Primitive):
         if dt.itemsize == 2 and dt.kind == "f":
             # No BLAS for half types: multiply in float32, round once at the end.
             return xp.matmul(a.astype(xp.float32), b.astype(xp.float32)).astype(dt)
+        if a.shape[-1] == 1 and (a.ndim > 2 or b.ndim > 2):
+            # Stacks of outer products (per-example weight gradients under
+            # vmap): one broadcast multiply beats a BLAS call per tiny matrix.
+            return xp.multiply(a, b)
         if b.ndim == 2 and a.ndim > 2:
             # A stack times one matrix is one GEMM with the stack folded into
             # the rows (reshape copies only if the stack is not contiguous).
