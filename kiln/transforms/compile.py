@@ -139,32 +139,35 @@ def _flat(x, arrays, key, shapeless):
 
 def _unflatten_call(key, leaves):
     """Rebuild ``(args, kwargs)`` from a key made by ``_flatten_call``."""
+    # Module-level recursion with explicit iterators: a nested function that
+    # calls itself is a reference cycle that would keep the leaves (arrays)
+    # alive until the garbage collector runs.
     it = iter(key)
     leaves = iter(leaves)
-
-    def rec():
-        tok = next(it)
-        head = tok[0]
-        if type(head) is not str:
-            return next(leaves)
-        if head == "C":
-            return tok[2]
-        if head == "L":
-            return [rec() for _ in range(tok[1])]
-        if head == "T":
-            vals = [rec() for _ in range(tok[1])]
-            cls = tok[2]
-            return tuple(vals) if cls is tuple else cls(*vals)
-        if head == "D":
-            return {k: rec() for k in tok[1]}
-        raise AssertionError(tok)
-
-    args = rec()
+    args = _unflatten_call_rec(it, leaves)
     kwargs = {}
     tok = next(it, None)
     if tok is not None:
-        kwargs = {name: rec() for name in tok[1]}
+        kwargs = {name: _unflatten_call_rec(it, leaves) for name in tok[1]}
     return args, kwargs
+
+
+def _unflatten_call_rec(it, leaves):
+    tok = next(it)
+    head = tok[0]
+    if type(head) is not str:
+        return next(leaves)
+    if head == "C":
+        return tok[2]
+    if head == "L":
+        return [_unflatten_call_rec(it, leaves) for _ in range(tok[1])]
+    if head == "T":
+        vals = [_unflatten_call_rec(it, leaves) for _ in range(tok[1])]
+        cls = tok[2]
+        return tuple(vals) if cls is tuple else cls(*vals)
+    if head == "D":
+        return {k: _unflatten_call_rec(it, leaves) for k in tok[1]}
+    raise AssertionError(tok)
 
 
 def _flatten_out(x, arrays):
@@ -182,22 +185,22 @@ def _flatten_out(x, arrays):
 
 
 def _unflatten_out(spec, leaves):
-    it = iter(leaves)
+    return _unflatten_out_rec(spec, iter(leaves))
 
-    def rec(s):
-        if s is None:
-            return next(it)
-        head = s[0]
-        if head == "C":
-            return s[1]
-        if head == "L":
-            return [rec(v) for v in s[1]]
-        if head == "T":
-            vals = [rec(v) for v in s[2]]
-            return tuple(vals) if s[1] is tuple else s[1](*vals)
-        return {k: rec(v) for k, v in s[1]}
 
-    return rec(spec)
+def _unflatten_out_rec(s, it):
+    # Module-level (not a self-referencing closure): see _unflatten_call.
+    if s is None:
+        return next(it)
+    head = s[0]
+    if head == "C":
+        return s[1]
+    if head == "L":
+        return [_unflatten_out_rec(v, it) for v in s[1]]
+    if head == "T":
+        vals = [_unflatten_out_rec(v, it) for v in s[2]]
+        return tuple(vals) if s[1] is tuple else s[1](*vals)
+    return {k: _unflatten_out_rec(v, it) for k, v in s[1]}
 
 
 def _leaf_paths(tree) -> list:
