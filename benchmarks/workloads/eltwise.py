@@ -1,6 +1,7 @@
-"""Memory-bound elementwise chain: GELU (tanh approximation) of 4M float32, in GB/s.
+"""Memory-bound elementwise work on 4M float32, in GB/s: a GELU (tanh approximation) chain, eager
+and compiled, plus one elementwise op (``x * x``) and one reduction (``x.sum()``) eager.
 
-The bandwidth counts one read and one write of the array. A NumPy memory copy of the same array,
+The bandwidth counts one read and one write of the array (one read for the reduction). A NumPy memory copy of the same array,
 timed in the same process just before, gives the machine's reachable bandwidth to compare with.
 """
 
@@ -41,6 +42,10 @@ def _cases(fw, data, eager, compiled) -> list[Case]:
     if compiled is not None:
         cases.append(Case("compiled", run=lambda: fw.sync(compiled(x)), check=lambda: {"y": compiled(x)},
                           rate=rate, extra=extra))
+    # Operators and ``.sum()`` mean the same on every array type here.
+    cases.append(Case("x*x", run=lambda: fw.sync(x * x), check=lambda: {"y": x * x}, rate=rate, extra=extra))
+    cases.append(Case("sum", run=lambda: fw.sync(x.sum()), check=lambda: {"y": x.sum()},
+                      rate=(x_np.nbytes / 1e9, "GB/s"), extra=extra))
     return cases
 
 
