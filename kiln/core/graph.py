@@ -84,6 +84,24 @@ def toposort(outputs, pending: bool = False):
     return order
 
 
+def applications(tape):
+    """Each primitive application of ``tape`` once, as ``(node, outputs)``.
+
+    A primitive with several outputs appears in a tape once per sibling; it is
+    yielded at the first of them in tape order, with all its outputs.
+    """
+    seen = set()
+    for node in tape:
+        sibs = node._sibs
+        if sibs is None:
+            yield node, (node,)
+            continue
+        key = id(sibs[0])
+        if key not in seen:
+            seen.add(key)
+            yield node, sibs
+
+
 def eval_arrays(outputs) -> None:
     """Compute the buffers of ``outputs`` (a list of arrays)."""
     tape = toposort(outputs, pending=True)

@@ -43,7 +43,7 @@ from typing import Callable, Optional
 from ..backend import codegen, loaded_backends
 from ..core.array import _make, _make_multi, array
 from ..core.device import current_stream
-from ..core.graph import eval_arrays, trace_state
+from ..core.graph import applications, eval_arrays, trace_state
 from ..core.primitives.base import Primitive, broadcast_shapes
 from ..core.primitives.misc import AsType, Copy, Placeholder, StopGradient
 from ..core.primitives.shape import BroadcastTo, Reshape, Transpose
@@ -402,17 +402,12 @@ class _Plan:
         nxt = self.n_inputs
         steps: list = []
         cse: dict = {}
-        done: set = set()
         shapeless = self.shapeless
-        for node in self.tape:
-            sibs = node._sibs
-            if sibs is not None:
-                if id(sibs[0]) in done:
-                    continue
-                done.add(id(sibs[0]))
+        for node, group in applications(self.tape):
+            multi = node._sibs is not None
             prim = node._prim
             ins = tuple(val[id(i)] for i in node._inputs)
-            if sibs is None and self._is_noop(prim, node, shapeless):
+            if not multi and self._is_noop(prim, node, shapeless):
                 val[id(node)] = ins[0]
                 self.stats["noops"] += 1
                 continue
@@ -421,7 +416,6 @@ class _Plan:
                 hit = cse.get(ck)
             except TypeError:  # a primitive with unhashable parameters
                 ck, hit = None, None
-            group = sibs if sibs is not None else (node,)
             if hit is not None:
                 for s, v in zip(group, hit):
                     val[id(s)] = v
@@ -435,7 +429,7 @@ class _Plan:
                 cse[ck] = outs
             steps.append(_Step(prim, ins, outs, tuple(s._shape for s in group),
                                tuple(s._dtype for s in group), tuple(i._dtype for i in node._inputs),
-                               sibs is not None))
+                               multi))
         self.out_vals = [val[id(o)] for o in self.outputs]
         # Dead code: steps none of whose outputs are needed.
         live = set(self.out_vals)
@@ -575,25 +569,18 @@ class _Plan:
         for c, x in zip(self.captured, inputs[n_ph:]):
             env[id(c)] = x
         shapeless = self.shapeless
-        done: set = set()
-        for node in self.tape:
-            sibs = node._sibs
-            if sibs is not None:
-                if id(sibs[0]) in done:
-                    continue
-                done.add(id(sibs[0]))
+        for node, group in applications(self.tape):
             prim = node._prim
             ins = tuple(env[id(i)] for i in node._inputs)
-            group = sibs if sibs is not None else (node,)
             if shapeless:
                 shapes = _infer_shapes(prim, ins, group, self.name)
             else:
                 shapes = [s._shape for s in group]
-            if sibs is None:
+            if node._sibs is None:
                 env[id(node)] = _make(tuple(shapes[0]), node._dtype, prim, ins, node._stream)
             else:
-                outs = _make_multi(shapes, [s._dtype for s in sibs], prim, ins, node._stream)
-                for s, o in zip(sibs, outs):
+                outs = _make_multi(shapes, [s._dtype for s in group], prim, ins, node._stream)
+                for s, o in zip(group, outs):
                     env[id(s)] = o
         return [env[id(o)] for o in self.outputs]
 

@@ -47,6 +47,23 @@ def active_tape(outputs, tracer_ids):
     return tape, active
 
 
+def conform(value, like):
+    """A rule's result as an array of ``like``'s dtype and shape.
+
+    Rules may return Python scalars, another dtype, or a shape that
+    broadcasts to the node's; cotangents and tangents must match exactly.
+    """
+    import kiln.core as mx
+
+    if not isinstance(value, array):
+        value = mx.array(value, dtype=like._dtype)
+    if value._dtype is not like._dtype:
+        value = mx.astype(value, like._dtype)
+    if value._shape != like._shape:
+        value = mx.broadcast_to(value, like._shape)
+    return value
+
+
 def backward(tape, active, seeds: dict) -> dict:
     """Walk ``tape`` in reverse from the cotangents in ``seeds`` (id -> array)."""
     import kiln.core as mx
@@ -82,12 +99,7 @@ def backward(tape, active, seeds: dict) -> dict:
             if gi is None:
                 continue
             inp = inputs[i]
-            if not isinstance(gi, array):
-                gi = mx.array(gi, dtype=inp._dtype)
-            if gi._dtype is not inp._dtype:
-                gi = mx.astype(gi, inp._dtype)
-            if gi._shape != inp._shape:
-                gi = mx.broadcast_to(gi, inp._shape)
+            gi = conform(gi, inp)
             k = id(inp)
             prev = cots.get(k)
             cots[k] = gi if prev is None else prev + gi

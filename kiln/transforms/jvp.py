@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from ..core.array import array
-from .grad import _as_output_list, active_tape, make_tracers
+from ..core.graph import applications
+from .grad import _as_output_list, active_tape, conform, make_tracers
 from .tracing import keep_graph
 
 
@@ -16,33 +17,16 @@ def forward(tape, tangents: dict) -> dict:
     """Push tangents (id -> array) through ``tape``; returns the tangent dict."""
     import kiln.core as mx
 
-    done = set()
-    for node in tape:
-        sibs = node._sibs
-        if sibs is not None:
-            key = id(sibs[0])
-            if key in done:
-                continue
-            done.add(key)
-            group = list(sibs)
-        else:
-            group = [node]
+    for node, group in applications(tape):
         inputs = node._inputs
         argnums = [i for i, inp in enumerate(inputs) if id(inp) in tangents]
         if not argnums:
             continue
         ts = [tangents[id(inputs[i])] for i in argnums]
-        outs = node._prim.jvp(list(inputs), ts, argnums, group)
+        outs = node._prim.jvp(list(inputs), ts, argnums, list(group))
         for s, t in zip(group, outs):
-            if t is None:
-                continue
-            if not isinstance(t, array):
-                t = mx.array(t, dtype=s._dtype)
-            if t._dtype is not s._dtype:
-                t = mx.astype(t, s._dtype)
-            if t._shape != s._shape:
-                t = mx.broadcast_to(t, s._shape)
-            tangents[id(s)] = t
+            if t is not None:
+                tangents[id(s)] = conform(t, s)
     return tangents
 
 

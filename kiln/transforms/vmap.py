@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..core.array import array
-from ..core.graph import toposort
+from ..core.graph import applications, toposort
 from ._trees import flatten
 from .tracing import keep_graph, placeholder
 
@@ -146,17 +146,9 @@ def replay(outputs, mapped: dict):
     Returns:
         For each output, ``(array, axis)`` (axis None where it does not depend on a mapped input).
     """
-    tape = toposort(outputs)
-    done = set()
-    for node in tape:
-        nid = id(node)
-        if nid in mapped or not node._inputs:
+    for node, group in applications(toposort(outputs)):
+        if id(node) in mapped or not node._inputs:
             continue
-        sibs = node._sibs
-        if sibs is not None:
-            if id(sibs[0]) in done:
-                continue
-            done.add(id(sibs[0]))
         inputs = node._inputs
         if not any(id(i) in mapped for i in inputs):
             continue
@@ -170,7 +162,6 @@ def replay(outputs, mapped: dict):
                 new_inputs.append(m[0])
                 axes.append(m[1])
         outs, out_axes = node._prim.vmap(new_inputs, axes)
-        group = sibs if sibs is not None else (node,)
         for s, o, a in zip(group, outs, out_axes):
             mapped[id(s)] = (o, a)
     return [mapped.get(id(o), (o, None)) for o in outputs]
