@@ -29,6 +29,17 @@ def _reduce(loss, reduction: Reduction = "none"):
     raise ValueError("Invalid reduction. Must be one of ('none', 'mean', 'sum').")
 
 
+def _weighted_reduce(loss, weights, reduction: Reduction):
+    """``loss`` times optional per-element ``weights`` (same shape), then reduced."""
+    if weights is not None:
+        if weights.shape != loss.shape:
+            raise ValueError(
+                f"Weights with shape {weights.shape} is not the same as output loss with shape {loss.shape}."
+            )
+        loss = loss * weights
+    return _reduce(loss, reduction)
+
+
 def _check_same_shape(name1, a, name2, b):
     if a.shape != b.shape:
         raise ValueError(
@@ -73,13 +84,7 @@ def cross_entropy(logits, targets, weights=None, axis: int = -1, label_smoothing
         # Smoothed target = (1 - s) * target + s / C, so its score adds s * mean(logits).
         score = (1 - label_smoothing) * score + label_smoothing * mx.mean(logits, axis=axis)
     loss = lse - score
-    if weights is not None:
-        if weights.shape != loss.shape:
-            raise ValueError(
-                f"Weights with shape {weights.shape} is not the same as output loss with shape {loss.shape}."
-            )
-        loss = loss * weights
-    return _reduce(loss, reduction)
+    return _weighted_reduce(loss, weights, reduction)
 
 
 def binary_cross_entropy(inputs, targets, weights=None, with_logits: bool = True,
@@ -105,13 +110,7 @@ def binary_cross_entropy(inputs, targets, weights=None, with_logits: bool = True
         log_p = mx.maximum(mx.log(inputs), -100)
         log_q = mx.maximum(mx.log(1 - inputs), -100)
         loss = -(targets * log_p + (1 - targets) * log_q)
-    if weights is not None:
-        if weights.shape != loss.shape:
-            raise ValueError(
-                f"Weights with shape {weights.shape} is not the same as output loss with shape {loss.shape}."
-            )
-        loss = loss * weights
-    return _reduce(loss, reduction)
+    return _weighted_reduce(loss, weights, reduction)
 
 
 def l1_loss(predictions, targets, reduction: Reduction = "mean"):
