@@ -185,7 +185,7 @@ def test_inplace_operators_rebind():
 def test_refcount_baseline():
     # A heap scan for lazy consumers happens only when something besides the
     # caller's variable holds the array.
-    A = sys.modules["kiln.core.array"]
+    A = sys.modules["kiln.graph.array"]
     seen = []
     orig = A._repoint_consumers
 

@@ -311,7 +311,7 @@ def test_vmap_matmul_unbatched_weight_is_not_copied():
     out = mx.vmap(lambda x: x @ w)(xs)
     np.testing.assert_allclose(np.array(out), np.array(xs) @ np.array(w), rtol=1e-5, atol=1e-6)
     # The batch is folded into the rows: w enters one Matmul as is, never broadcast.
-    from kiln.core.graph import toposort
+    from kiln.graph.eval import toposort
 
     for node in toposort([out]):
         if node._prim is not None and type(node._prim).__name__ == "BroadcastTo":

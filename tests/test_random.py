@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 import kiln.core as mx
-from kiln.core.primitives.random import RandomBits
+from kiln.primitives.random import RandomBits
 from tests.harness import (OpCase, check_compile, check_forward, check_grads, check_vmap,
                            mlx_core, needs_mlx)
 

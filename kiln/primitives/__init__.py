@@ -1,0 +1,1 @@
+"""The primitives floor: one module per family; ``base.py`` holds the rule interface."""
