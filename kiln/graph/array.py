@@ -7,7 +7,6 @@ every op ends in: it only fills slots.
 """
 from __future__ import annotations
 
-import gc
 import sys
 
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from kiln import _tree
 from kiln import dtypes as _dt
 from kiln.device import current_stream, memory, resolve_stream
+from kiln.graph import rebind as _rebind
 from kiln.graph.eval import eval_arrays
 
 _o = None  # the kiln.core namespace, set by kiln/core/__init__.py (ops live there)
@@ -31,7 +31,7 @@ class array:
         self._nb = 0
         if isinstance(val, array):
             src = val if dtype is None else _o.astype(val, dtype)
-            _copy_slots(self, src)
+            _rebind.copy_slots(self, src)
             if self._buf is not None:
                 self._nb = 0  # shares the other array's buffer
             return
@@ -275,76 +275,25 @@ class array:
         return _o._getitem(self, idx)
 
     def __setitem__(self, idx, value):
-        shared = sys.getrefcount(self) > _BASE_REFS
-        old = _clone(self)
+        # sys.getrefcount here: what the caller's one variable plus this frame hold (see rebind).
+        shared = sys.getrefcount(self) > _rebind.base_refs
+        old = _rebind.clone(self)
         new = _o._setitem(old, idx, value)
-        _rebind(self, old, new, shared)
+        _rebind.rebind(self, old, new, shared)
 
     def _update(self, op, other):
-        shared = sys.getrefcount(self) > _BASE_REFS + 1  # one more frame than __setitem__
-        old = _clone(self)
+        shared = sys.getrefcount(self) > _rebind.base_refs + 1  # one more frame than __setitem__
+        old = _rebind.clone(self)
         new = op(old, other)
         if new._shape != self._shape or new._dtype is not self._dtype:
             # Python rebinds the name to the returned object; no aliasing to keep.
             return new
-        _rebind(self, old, new, shared)
+        _rebind.rebind(self, old, new, shared)
         return self
 
 
 def _rebuild(data, dtype_name):
     return array(data, _dt._dtype_by_name(dtype_name))
-
-
-def _copy_slots(dst, src) -> None:
-    dst._shape = src._shape
-    dst._dtype = src._dtype
-    dst._prim = src._prim
-    dst._inputs = src._inputs
-    dst._sibs = src._sibs
-    if src._sibs is not None:
-        dst._pos = src._pos
-    dst._buf = src._buf
-    dst._stream = src._stream
-    dst._nb = 0
-
-
-def _clone(a: array) -> array:
-    """A new array object with ``a``'s content; it takes over the memory count."""
-    c = object.__new__(array)
-    _copy_slots(c, a)
-    c._nb, a._nb = a._nb, 0
-    _take_sibling_place(c, a)
-    return c
-
-
-def _take_sibling_place(dst: array, src: array) -> None:
-    """Put ``dst`` where ``src`` stood in ``src``'s sibling group (if any)."""
-    if src._sibs is not None:
-        dst._sibs = tuple(dst if s is src else s for s in src._sibs)
-        for s in dst._sibs:
-            if s is not dst:
-                s._sibs = dst._sibs
-
-
-def _rebind(a: array, old: array, new: array, shared: bool) -> None:
-    """Make ``a`` hold ``new``'s value; lazy consumers of ``a`` are moved to ``old``."""
-    if shared:
-        _repoint_consumers(a, old)
-    _copy_slots(a, new)
-    a._nb, new._nb = new._nb, 0
-    _take_sibling_place(a, new)
-
-
-def _repoint_consumers(a: array, old: array) -> None:
-    # Nodes that take ``a`` as an input hold it in their ``_inputs`` tuple.
-    # Finding them means scanning the heap, so callers do it only when
-    # something besides the caller's variable and frames references ``a``.
-    for t in gc.get_referrers(a):
-        if type(t) is not tuple:
-            continue
-        for node in gc.get_referrers(t):
-            if type(node) is array and node._inputs is t:
-                node._inputs = tuple(old if i is a else i for i in t)
 
 
 # ---------------------------------------------------------------- node making
@@ -490,24 +439,6 @@ def _all_python(val) -> bool:
         elif isinstance(v, np.generic) or isinstance(v, np.ndarray):
             return False
     return True
-
-
-def _calibrate_refs() -> int:
-    # References sys.getrefcount sees inside __setitem__ when only the caller's
-    # one variable holds the object (the interpreter's own references vary by
-    # Python version, so measure them with a class shaped like array).
-    seen = []
-
-    class _Probe:
-        def __setitem__(self, k, v):
-            seen.append(sys.getrefcount(self))
-
-    p = _Probe()
-    p[0] = 0
-    return seen[0]
-
-
-_BASE_REFS = _calibrate_refs()
 
 
 def stream_of(stream):

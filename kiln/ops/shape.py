@@ -17,6 +17,7 @@ from kiln import dtypes as _dt
 from kiln.ops.normalize import as_array, get_stream, norm_axis, shape_str
 from kiln.graph.array import _leaf, _make, array
 from kiln.primitives import shape as S
+from kiln.primitives.indexing import slice_axis as _slice_axis_node
 from kiln.primitives.base import broadcast_shapes as _broadcast_shapes
 
 __all__ = [
@@ -576,14 +577,7 @@ def stack(arrays, axis: int = 0, *, stream=None) -> array:
 
 
 def _slice_axis(x, axis, start, stop, step=1, stream=None):
-    n = x._shape[axis]
-    if start == 0 and stop == n and step == 1:
-        return x
-    starts = tuple(start if i == axis else 0 for i in range(x.ndim))
-    stops = tuple(stop if i == axis else s for i, s in enumerate(x._shape))
-    steps = tuple(step if i == axis else 1 for i in range(x.ndim))
-    prim = S.Slice(starts, stops, steps)
-    return _make(prim.output_shapes([x])[0], x._dtype, prim, (x,), get_stream(stream))
+    return _slice_axis_node(x, axis, start, stop, step, get_stream(stream) if stream is not None else None)
 
 
 def unstack(x, /, *, axis: int = 0, stream=None) -> tuple:

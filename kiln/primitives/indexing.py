@@ -416,6 +416,18 @@ def slice_(x, box: Slice):
     return box.apply([x], slice_shape(box.start, box.stop, box.strides), x.dtype)
 
 
+def slice_axis(x, axis: int, start: int, stop: int, step: int = 1, stream=None):
+    """``x`` sliced along one axis: a ``Slice`` node, or ``x`` itself when the slice is whole."""
+    n = x.shape[axis]
+    if start == 0 and stop == n and step == 1:
+        return x
+    starts = tuple(start if i == axis else 0 for i in range(x.ndim))
+    stops = tuple(stop if i == axis else d for i, d in enumerate(x.shape))
+    steps = tuple(step if i == axis else 1 for i in range(x.ndim))
+    box = Slice(starts, stops, steps)
+    return box.apply([x], slice_shape(starts, stops, steps), x.dtype, stream)
+
+
 def slice_update(x, u, box: Slice):
     """A ``SliceUpdate`` node writing ``u`` (of the box's shape, ``x``'s dtype) into ``x``."""
     if u.dtype != x.dtype:

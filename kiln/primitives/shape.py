@@ -5,6 +5,7 @@ from __future__ import annotations
 from kiln.primitives.base import ops as mx
 
 from kiln.primitives.base import Primitive, batch_size, primitive, to_front, unbroadcast
+from kiln.primitives.indexing import Slice, slice_axis as _slice_axis  # noqa: F401
 
 
 @primitive
@@ -89,68 +90,7 @@ def _front(inputs, axes, batch):
     return out
 
 
-@primitive
-class Slice(Primitive):
-    """``x[start:stop:step, ...]`` with positive steps, one triple per axis."""
-
-    starts: tuple = ()
-    stops: tuple = ()
-    steps: tuple = ()
-
-    def _slices(self):
-        return tuple(slice(a, b, s) for a, b, s in zip(self.starts, self.stops, self.steps))
-
-    def eval(self, xp, x):
-        return x[self._slices()]
-
-    def vjp(self, primals, cotangents, argnums, outputs):
-        return [_unslice(cotangents[0], primals[0].shape, self.starts, self.steps)]
-
-    def jvp(self, primals, tangents, argnums, outputs):
-        t = tangents[0]
-        return [self.apply([t], outputs[0].shape, t.dtype)]
-
-    def vmap(self, inputs, axes):
-        x = to_front(inputs[0], axes[0])
-        prim = Slice((0,) + self.starts, (x.shape[0],) + self.stops, (1,) + self.steps)
-        return [prim.apply([x], prim.output_shapes([x])[0], x.dtype)], [0]
-
-    def output_shapes(self, inputs):
-        return [tuple(len(range(a, b, s)) for a, b, s in zip(self.starts, self.stops, self.steps))]
-
-
-def _unslice(g, in_shape, starts, steps):
-    """Place ``g`` (a strided slice of an array of ``in_shape``) into zeros: Slice's VJP."""
-    if 0 in g.shape:
-        return mx.zeros(in_shape, g.dtype)
-    widths = []
-    for ax, (n, a, s) in enumerate(zip(in_shape, starts, steps)):
-        k = g.shape[ax]
-        if s > 1:
-            # Interleave s-1 zeros after every element, then drop the trailing ones.
-            z = mx.zeros(g.shape[: ax + 1] + (s - 1,) + g.shape[ax + 1 :], g.dtype)
-            g = mx.concatenate([mx.expand_dims(g, ax + 1), z], axis=ax + 1)
-            g = mx.reshape(g, g.shape[:ax] + (k * s,) + g.shape[ax + 2 :])
-            span = (k - 1) * s + 1
-            g = _slice_axis(g, ax, 0, span)
-        else:
-            span = k
-        widths.append((a, n - a - span))
-    if any(w != (0, 0) for w in widths):
-        g = mx.pad(g, widths)
-    return g
-
-
-def _slice_axis(x, axis, start, stop, step=1):
-    """``x`` sliced along one axis (a Slice node, or ``x`` itself when whole)."""
-    n = x.shape[axis]
-    if start == 0 and stop == n and step == 1:
-        return x
-    starts = tuple(start if i == axis else 0 for i in range(x.ndim))
-    stops = tuple(stop if i == axis else s for i, s in enumerate(x.shape))
-    steps = tuple(step if i == axis else 1 for i in range(x.ndim))
-    prim = Slice(starts, stops, steps)
-    return prim.apply([x], prim.output_shapes([x])[0], x.dtype)
+# Slice lives in indexing.py beside SliceUpdate (one Slice primitive, one VJP); re-exported here.
 
 
 @primitive
