@@ -23,6 +23,7 @@ from kiln.primitives.shape import Reshape
 from kiln.ops.elementwise import add, astype, multiply, negative
 from kiln.ops.shape import broadcast_to, reshape, transpose
 from kiln.ops import elementwise as _ew
+from kiln.ops import creation as _cr
 from kiln.ops import shape as _sh
 
 
@@ -438,8 +439,8 @@ class _ArrayAt:
         x = self._x
         v = _update_value(x, values)
         if x.dtype.is_inexact:
-            return self._apply(_ew.divide(_sh.ones((), v.dtype), v), "prod", _ew.multiply)
-        total = _ArrayAt(_sh.ones(x.shape, x.dtype), self._idx).multiply(v)
+            return self._apply(_ew.divide(_cr.ones((), v.dtype), v), "prod", _ew.multiply)
+        total = _ArrayAt(_cr.ones(x.shape, x.dtype), self._idx).multiply(v)
         return _ew.astype(_ew.divide(x, total), x.dtype)
 
     def maximum(self, values) -> array:
@@ -601,7 +602,7 @@ def _clamped_start(start, k, hi):
     """Start ``k`` of ``start`` as a 0-d int32, clamped to ``[0, hi]`` (as JAX does)."""
     s = start if start.ndim == 0 else _getitem(start, k)
     s = _ew.astype(s, _dt.int32)
-    return _ew.minimum(_ew.maximum(s, _sh.zeros((), _dt.int32)), scalar(hi, _dt.int32))
+    return _ew.minimum(_ew.maximum(s, _cr.zeros((), _dt.int32)), scalar(hi, _dt.int32))
 
 
 def slice(a, /, start_indices, axes, slice_size, *, stream=None) -> array:
@@ -632,7 +633,7 @@ def slice(a, /, start_indices, axes, slice_size, *, stream=None) -> array:
         y = P.slice_(y, P.Slice((0,) * a.ndim, stops, (1,) * a.ndim))
     for k, ax in enumerate(axes):
         off = _clamped_start(start, k, a.shape[ax] - size[ax])
-        idx = _ew.add(_sh.arange(size[ax], dtype=_dt.int32), off)
+        idx = _ew.add(_cr.arange(size[ax], dtype=_dt.int32), off)
         y = P.gather(y, [idx], (ax,))
     return y
 
@@ -671,7 +672,7 @@ def slice_update(a, /, update, start_indices, axes, *, stream=None) -> array:
     for j, k in enumerate(order):
         ax = axes[k]
         off = _clamped_start(start, k, a.shape[ax] - size[ax])
-        i = _ew.add(_sh.arange(size[ax], dtype=_dt.int32), off)
+        i = _ew.add(_cr.arange(size[ax], dtype=_dt.int32), off)
         i = _reshape(i, tuple(size[ax] if q == j else 1 for q in range(len(mesh))))
         idx.append(_broadcast(i, mesh))
     # Other axes start at 0: a static box around the scatter.
