@@ -1,11 +1,14 @@
 """Train a small character-level transformer language model on Python
 standard-library source code with kiln, then print a sample.
 
-    python examples/char_transformer.py [--steps 400] [--context 48]
+    python examples/char_transformer.py [--steps 1200] [--context 48]
 
 The model is a token embedding, a stack of causal pre-norm transformer
 layers with rotary position encoding, and a linear head; training uses
-AdamW with a warm-up then cosine-decay schedule.
+AdamW with a warm-up then cosine-decay schedule, all in one compiled step.
+This is the README's main job (``bash scripts/train.sh``): it prints the
+device, the kernels compiled functions use, the compile time, a progress bar
+with loss and tokens/s, the validation loss and a generated sample.
 """
 from __future__ import annotations
 
@@ -133,7 +136,7 @@ def sample(model, prompt_ids, length, context, temperature, itos):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--context", type=int, default=48)
     parser.add_argument("--dims", type=int, default=64)
@@ -219,8 +222,9 @@ def main():
     bar.close()
     per_step = (time.perf_counter() - t_steady) / max(1, args.steps - 1)
     if compiled:
-        print(f"compile: first step {first_step:.2f} s (tracing and planning), "
-              f"then {per_step * 1000:.1f} ms per step")
+        # Tracing and planning happen in the first call: what it took beyond a normal step.
+        print(f"compile: {max(0.0, first_step - per_step):.2f} s (first step {first_step:.2f} s, "
+              f"then {per_step * 1000:.1f} ms per step)")
     last = valid_loss()
     print(f"final validation loss {last:.3f} after {args.steps} steps "
           f"({time.perf_counter() - tic:.1f} s, "
