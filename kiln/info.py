@@ -65,7 +65,8 @@ def devices() -> list:
     """The devices kiln can run on, each as a dict.
 
     Returns:
-        A list of ``{"device", "name", "default"}`` dicts; the CPU is always there,
+        A list of ``{"device", "type", "name", "default"}`` dicts (``type``: ``"cpu"``
+        or ``"gpu"``); the CPU is always there,
         the GPU when CuPy sees an NVIDIA GPU.
     """
     import kiln.core as mx
@@ -80,7 +81,7 @@ def devices() -> list:
             name = mx.device_info(dev).get("device_name", "")
         except Exception:  # a device that is there but cannot describe itself
             name = ""
-        out.append({"device": str(dev), "name": name, "default": dev == default})
+        out.append({"device": str(dev), "type": dtype.name, "name": name, "default": dev == default})
     return out
 
 
@@ -116,7 +117,9 @@ def _compile_enabled() -> bool:
 
 def _fusion_engines() -> list:
     # Each module of kiln's backend that generates fused kernels says so with a
-    # module-level ``enabled`` flag (codegen for numexpr; others may join).
+    # module-level ``enabled`` flag, and with ``device`` ("cpu" unless it says
+    # otherwise) which device's buffers its kernels run on. codegen (numexpr)
+    # is one; others may join without a change here.
     import pkgutil
 
     import kiln.backend as backend
@@ -131,42 +134,67 @@ def _fusion_engines() -> list:
             continue
         flag = getattr(mod, "enabled", None)
         if isinstance(flag, bool):
-            found.append((m.name, flag))
+            found.append((m.name, flag, str(getattr(mod, "device", "cpu"))))
     return found
 
 
-def kernels() -> dict:
+def _device_name(device) -> str:
+    import kiln.core as mx
+
+    if device is None:
+        device = mx.default_device()
+    if isinstance(device, str):
+        return device
+    return getattr(getattr(device, "type", device), "name", str(device))
+
+
+def kernels(device=None) -> dict:
     """What ``mx.compile`` can run: whether it is on and which kernel generators are usable.
 
+    Args:
+        device: the device asked about (a Device, a DeviceType, or ``"cpu"``/``"gpu"``);
+            default: the default device.
+
     Returns:
-        A dict with ``compile`` (bool: compilation enabled), ``fused`` (bool: some
-        fused-kernel generator is enabled), ``engines`` (``{module: enabled}`` for
-        kiln's kernel generators) and ``packages`` (``{package: version or None}``
-        for the kernel packages kiln can use).
+        A dict with ``device`` (``"cpu"`` or ``"gpu"``), ``compile`` (bool: compilation
+        enabled), ``fused`` (bool: a fused-kernel generator for that device is enabled),
+        ``engines`` (``{module: enabled}`` for all of kiln's kernel generators),
+        ``engine_devices`` (``{module: "cpu" or "gpu"}``) and ``packages``
+        (``{package: version or None}`` for the kernel packages kiln can use).
     """
-    engines = dict(_fusion_engines())
+    dev = _device_name(device)
+    found = _fusion_engines()
+    on = _compile_enabled()
     return {
-        "compile": _compile_enabled(),
-        "fused": _compile_enabled() and any(engines.values()),
-        "engines": engines,
+        "device": dev,
+        "compile": on,
+        "fused": on and any(enabled and d == dev for _, enabled, d in found),
+        "engines": {name: enabled for name, enabled, _ in found},
+        "engine_devices": {name: d for name, _, d in found},
         "packages": {p: package_version(p) for p in KERNEL_PACKAGES},
     }
 
 
-def describe_kernels() -> str:
-    """One line saying which kernels compiled functions use here.
+def describe_kernels(device=None) -> str:
+    """One line saying which kernels compiled functions use on a device.
+
+    Args:
+        device: the device asked about; default: the default device.
 
     Returns:
-        e.g. ``"compile on, fused kernels: codegen (numexpr 2.14)"`` or
-        ``"compile on, unfused (NumPy ops one by one)"``.
+        e.g. ``"compile on, fused elementwise kernels: numexpr"``, or a line saying
+        that compiled functions run unfused or that compilation is off.
     """
-    k = kernels()
+    k = kernels(device)
     if not k["compile"]:
         return "compile off (KILN_DISABLE_COMPILE or disable_compile): functions run eagerly"
-    on = [ENGINE_NAMES.get(name, name) for name, enabled in k["engines"].items() if enabled]
+    on = [ENGINE_NAMES.get(name, name) for name, enabled in k["engines"].items()
+          if enabled and k["engine_devices"][name] == k["device"]]
+    where = "on the GPU" if k["device"] == "gpu" else "on the CPU"
     if on:
-        return f"compile on, fused elementwise kernels: {', '.join(on)}"
-    return "compile on, unfused: primitives run one by one in a generated replay function"
+        return f"compile on, fused elementwise kernels {where}: {', '.join(on)}"
+    ops = "CuPy" if k["device"] == "gpu" else "NumPy"
+    return f"compile on, unfused {where}: {ops} ops one by one in a generated replay function"
 
 
 def report() -> str:
@@ -183,7 +211,8 @@ def report() -> str:
     lines += ["", "backends:"]
     lines += [f"  {k}: {v}" for k, v in backends().items()]
     k = kernels()
-    lines += ["", "kernels:", f"  {describe_kernels()}"]
+    lines += ["", "kernels:"]
+    lines += [f"  {d['device']}: {describe_kernels(d['type'])}" for d in devices()]
     for p, what in KERNEL_PACKAGES.items():
         v = k["packages"][p]
         lines.append(f"  {p}: {v if v else 'not installed'} ({what})")

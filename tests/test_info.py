@@ -105,3 +105,24 @@ def test_kernels_report_fusion_switched_off(monkeypatch):
 def test_kernels_report_numexpr_fusion():
     assert info.kernels()["fused"] is True
     assert "numexpr" in info.describe_kernels()
+
+
+def test_kernels_are_per_device(monkeypatch):
+    # codegen's numexpr kernels run on CPU buffers: they do not make GPU work fused.
+    assert info.kernels("cpu")["fused"] is codegen.enabled
+    gpu = info.kernels("gpu")
+    assert gpu["device"] == "gpu"
+    assert gpu["fused"] is any(on and gpu["engine_devices"][n] == "gpu" for n, on in gpu["engines"].items())
+    if not gpu["fused"]:
+        assert info.describe_kernels("gpu").startswith("compile on, unfused on the GPU: CuPy ops")
+    # A generator that declares device = "gpu" counts for the GPU only.
+    monkeypatch.setattr(info, "_fusion_engines", lambda: [("codegen", False, "cpu"), ("gpufuse", True, "gpu")])
+    assert info.kernels("gpu")["fused"] and not info.kernels("cpu")["fused"]
+    assert info.describe_kernels("gpu") == "compile on, fused elementwise kernels on the GPU: gpufuse"
+    assert info.describe_kernels(mx.Device(mx.cpu)).startswith("compile on, unfused on the CPU: NumPy ops")
+
+
+def test_kernel_lines_name_every_device():
+    text = info.report()
+    for d in info.devices():
+        assert f"  {d['device']}: {info.describe_kernels(d['type'])}" in text
