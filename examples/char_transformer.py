@@ -157,9 +157,9 @@ def main():
     chars = sorted(set(text))
     stoi = {c: i for i, c in enumerate(chars)}
     data = np.array([stoi[c] for c in text], dtype=np.int32)
-    # Every tenth 2,000-character chunk is held out, so the validation text
-    # comes from all the modules rather than from the last one or two.
-    chunk = np.arange(len(data)) // 2000
+    # The text is cut into 50 chunks and every tenth is held out, so the
+    # validation text comes from all the modules, not the last one or two.
+    chunk = np.arange(len(data)) // max(2 * args.context, len(data) // 50)
     train, valid = data[chunk % 10 != 9], data[chunk % 10 == 9]
     print(f"{len(text):,} characters of stdlib source, vocabulary of {len(chars)}")
     print(f"device: {describe_device()}")

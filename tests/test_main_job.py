@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import runpy
+import subprocess
 import sys
 
 import pytest
@@ -30,6 +31,17 @@ def test_train_sh_runs_the_char_transformer_with_its_extras():
         text = f.read()
     assert re.search(r"^exec .*examples/char_transformer\.py \"\$@\"$", text, re.M)
     assert '".[examples,fast]"' in text
+
+
+def test_train_sh_runs_end_to_end():
+    # KILN_SYSTEM_PYTHON=1: this interpreter, no venv or installs (those need a package index).
+    env = dict(os.environ, KILN_SYSTEM_PYTHON="1", PYTHON=sys.executable)
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "train.sh"), *TINY], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for line in ("device: ", "kernels: ", "compile: ", "initial validation loss", "final validation loss",
+                 "sample:\n"):
+        assert line in r.stdout, r.stdout
 
 
 @pytest.fixture
