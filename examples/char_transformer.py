@@ -219,8 +219,8 @@ def main():
         loss = step(*batch(train))
         mx.eval(state)
         if i % 10 == 0 or i == args.steps - 1:
-            bar.set_postfix(loss=f"{loss.item():.3f}",
-                            tokens_per_s=f"{i * args.batch_size * args.context / (time.perf_counter() - t_steady):,.0f}")
+            rate = i * args.batch_size * args.context / (time.perf_counter() - t_steady)
+            bar.set_postfix(loss=f"{loss.item():.3f}", tokens_per_s=f"{rate:,.0f}")
     bar.close()
     per_step = (time.perf_counter() - t_steady) / max(1, args.steps - 1)
     if compiled:

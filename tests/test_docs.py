@@ -20,7 +20,8 @@ import pytest
 import kiln.core as mx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PAGES = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+PAGES = ["README.md"] + sorted(os.path.relpath(p, ROOT)
+                               for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
 # Languages of blocks that are shown, not run (shell commands, program output).
 SHOWN = {"bash", "console", "text", "toml", "yaml"}
 MAX_SKIPS = 5

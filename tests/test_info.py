@@ -116,7 +116,8 @@ def test_kernels_are_per_device(monkeypatch):
     if not gpu["fused"]:
         assert info.describe_kernels("gpu").startswith("compile on, unfused on the GPU: CuPy ops")
     # A generator that declares device = "gpu" counts for the GPU only.
-    monkeypatch.setattr(info, "_fusion_engines", lambda: [("codegen", False, "cpu"), ("gpufuse", True, "gpu")])
+    fake = [("codegen", False, "cpu"), ("gpufuse", True, "gpu")]
+    monkeypatch.setattr(info, "_fusion_engines", lambda: fake)
     assert info.kernels("gpu")["fused"] and not info.kernels("cpu")["fused"]
     assert info.describe_kernels("gpu") == "compile on, fused elementwise kernels on the GPU: gpufuse"
     assert info.describe_kernels(mx.Device(mx.cpu)).startswith("compile on, unfused on the CPU: NumPy ops")
