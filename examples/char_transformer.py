@@ -123,6 +123,15 @@ def describe_kernels() -> str:
     return describe()
 
 
+def fused_kernels_built() -> int:
+    """Fused kernels kiln has built so far in this process (0 where it cannot say)."""
+    try:
+        from kiln.info import fused_kernels_built as count
+    except ImportError:
+        return 0
+    return count()
+
+
 def sample(model, prompt_ids, length, context, temperature, itos):
     """Generate ``length`` characters after ``prompt_ids``."""
     ids = list(prompt_ids)
@@ -207,12 +216,14 @@ def main():
 
     first = valid_loss()
     print(f"initial validation loss {first:.3f} (uniform would be {math.log(len(chars)):.3f})")
+    built = fused_kernels_built()
     tic = time.perf_counter()
     # The first call of a compiled step traces and plans it; time it apart
     # from the steady-state steps so the tokens/s shown is the real rate.
     loss = step(*batch(train))
     mx.eval(state)
     first_step = time.perf_counter() - tic
+    built = fused_kernels_built() - built
     bar = tqdm(range(1, args.steps), desc="train", unit="step", disable=args.quiet)
     t_steady = time.perf_counter()
     for i in bar:
@@ -225,8 +236,8 @@ def main():
     per_step = (time.perf_counter() - t_steady) / max(1, args.steps - 1)
     if compiled:
         # Tracing and planning happen in the first call: what it took beyond a normal step.
-        print(f"compile: {max(0.0, first_step - per_step):.2f} s (first step {first_step:.2f} s, "
-              f"then {per_step * 1000:.1f} ms per step)")
+        print(f"compile: {max(0.0, first_step - per_step):.2f} s, {built} fused kernels built "
+              f"(first step {first_step:.2f} s, then {per_step * 1000:.1f} ms per step)")
     last = valid_loss()
     print(f"final validation loss {last:.3f} after {args.steps} steps "
           f"({time.perf_counter() - tic:.1f} s, "

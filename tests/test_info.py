@@ -119,7 +119,8 @@ def test_kernels_are_per_device(monkeypatch):
     fake = [("codegen", False, "cpu"), ("gpufuse", True, "gpu")]
     monkeypatch.setattr(info, "_fusion_engines", lambda: fake)
     assert info.kernels("gpu")["fused"] and not info.kernels("cpu")["fused"]
-    assert info.describe_kernels("gpu") == "compile on, fused elementwise kernels on the GPU: gpufuse"
+    assert info.describe_kernels("gpu") == ("compile on, elementwise fusion on the GPU: gpufuse "
+                                            "(where it measures faster)")
     assert info.describe_kernels(mx.Device(mx.cpu)).startswith("compile on, unfused on the CPU: NumPy ops")
 
 
@@ -127,3 +128,17 @@ def test_kernel_lines_name_every_device():
     text = info.report()
     for d in info.devices():
         assert f"  {d['device']}: {info.describe_kernels(d['type'])}" in text
+
+
+@pytest.mark.skipif(not codegen.enabled, reason="numexpr is not installed")
+def test_fused_kernels_built_counts_new_kernels(monkeypatch):
+    monkeypatch.setattr(codegen, "calibrate", False)  # fuse whatever numexpr can, fast or not
+    monkeypatch.setattr(codegen, "_kernels", {})  # an empty kernel cache: the kernel must be built
+    before = info.fused_kernels_built()
+    # One elementwise chain on an array large enough to be fused.
+    f = mx.compile(lambda x: (x * 3.25 + 1.75) * x - 0.125)
+    x = mx.random.uniform(shape=(1 << 13,))
+    mx.eval(f(x))
+    assert info.fused_kernels_built() == before + 1
+    mx.eval(f(x))
+    assert info.fused_kernels_built() == before + 1  # replayed, not rebuilt

@@ -55,9 +55,10 @@ def test_reports_device_kernels_and_compile_time(capsys, monkeypatch, compile_on
     out = _run(capsys, monkeypatch)
     assert re.search(rf"^device: {re.escape(str(mx.default_device()))}", out, re.M), out
     assert f"\nkernels: {info.describe_kernels()}\n" in out
-    m = re.search(r"^compile: ([\d.]+) s \(first step ([\d.]+) s, then ([\d.]+) ms per step\)$", out, re.M)
+    m = re.search(r"^compile: ([\d.]+) s, (\d+) fused kernels built \(first step ([\d.]+) s, "
+                  r"then ([\d.]+) ms per step\)$", out, re.M)
     assert m, out
-    assert float(m.group(1)) <= float(m.group(2))
+    assert float(m.group(1)) <= float(m.group(3))
     assert re.search(r"^final validation loss [\d.]+ after 6 steps \([\d.]+ s, [\d,]+ tokens/s\)$", out, re.M)
 
 
