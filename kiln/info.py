@@ -28,8 +28,10 @@ KERNEL_PACKAGES = {
     "numba": "compiled CPU kernels",
     "cupy": "GPU kernels",
 }
-# Names of the kernel generators in kiln.backend, by module (others show as their module name).
+# Names of the kernel generators in kiln.backend, by module, where the module
+# has no ``engine`` attribute of its own (others show as their module name).
 ENGINE_NAMES = {"codegen": "numexpr"}
+_labels: dict = {}
 
 
 def package_version(name: str) -> str | None:
@@ -117,9 +119,10 @@ def _compile_enabled() -> bool:
 
 def _fusion_engines() -> list:
     # Each module of kiln's backend that generates fused kernels says so with a
-    # module-level ``enabled`` flag, and with ``device`` ("cpu" unless it says
-    # otherwise) which device's buffers its kernels run on. codegen (numexpr)
-    # is one; others may join without a change here.
+    # module-level ``enabled`` flag, with ``device`` ("cpu" unless it says
+    # otherwise) which device's buffers its kernels run on, and optionally
+    # with ``engine`` the name to show. codegen (numexpr) is one; others may
+    # join without a change here.
     import pkgutil
 
     import kiln.backend as backend
@@ -134,6 +137,9 @@ def _fusion_engines() -> list:
             continue
         flag = getattr(mod, "enabled", None)
         if isinstance(flag, bool):
+            label = getattr(mod, "engine", None)
+            if isinstance(label, str):
+                _labels[m.name] = label
             found.append((m.name, flag, str(getattr(mod, "device", "cpu"))))
     return found
 
@@ -209,7 +215,7 @@ def describe_kernels(device=None) -> str:
     k = kernels(device)
     if not k["compile"]:
         return "compile off (KILN_DISABLE_COMPILE or disable_compile): functions run eagerly"
-    on = [ENGINE_NAMES.get(name, name) for name, enabled in k["engines"].items()
+    on = [_labels.get(name) or ENGINE_NAMES.get(name, name) for name, enabled in k["engines"].items()
           if enabled and k["engine_devices"][name] == k["device"]]
     where = "on the GPU" if k["device"] == "gpu" else "on the CPU"
     if on:
