@@ -4,6 +4,13 @@ Prints kiln's version, the devices found, the backends and the kernels
 available to ``mx.compile`` (fused or not), and which optional extras are
 installed. Every query here is defensive: a missing or broken optional
 package is reported, never raised, so the command works on any install.
+
+Kernel generators are found, not listed: any module of ``kiln.backend``
+(other than the ``cpu`` and ``cuda`` backends) with a module-level
+``enabled: bool`` is one. It may also set ``device`` (``"cpu"``, the
+default, or ``"gpu"``: whose buffers its kernels run on), ``engine`` (the
+name to print) and ``stats`` (a dict whose ``"built"`` counts the kernels it
+has built). ``codegen`` (numexpr) is one today.
 """
 from __future__ import annotations
 
