@@ -29,12 +29,9 @@ EXTRAS = {
     "examples": ["tqdm", "sklearn"],
     "docs": ["mkdocs"],
 }
-# Packages kiln can generate kernels with, and what each is for.
-KERNEL_PACKAGES = {
-    "numexpr": "fused CPU elementwise kernels",
-    "numba": "compiled CPU kernels",
-    "cupy": "GPU kernels",
-}
+# Packages kernels can be generated with (numexpr: fused CPU elementwise
+# kernels; numba: compiled CPU kernels; CuPy: GPU kernels).
+KERNEL_PACKAGES = ("numexpr", "numba", "cupy")
 # Names of the kernel generators in kiln.backend, by module, where the module
 # has no ``engine`` attribute of its own (others show as their module name).
 ENGINE_NAMES = {"codegen": "numexpr"}
@@ -250,9 +247,8 @@ def report() -> str:
     k = kernels()
     lines += ["", "kernels:"]
     lines += [f"  {d['device']}: {describe_kernels(d['type'])}" for d in devices()]
-    for p, what in KERNEL_PACKAGES.items():
-        v = k["packages"][p]
-        lines.append(f"  {p}: {v if v else 'not installed'} ({what})")
+    lines.append("  kernel packages: " + ", ".join(f"{p} {v}" if v else f"{p} not installed"
+                                                   for p, v in k["packages"].items()))
     lines += ["", "extras:"]
     lines += [f"  {e}: {'installed' if ok else 'not installed'}" for e, ok in extras().items()]
     return "\n".join(lines)
