@@ -51,7 +51,7 @@ def write_markdown(report: dict, path: Path) -> None:
         "# Benchmarks",
         "",
         "kiln against MLX, JAX, PyTorch and plain NumPy on the same workloads, produced by",
-        "`python benchmarks/run.py` (see [benchmarks/README.md](../benchmarks/README.md)).",
+        "`python benchmarks/run.py` (see `benchmarks/README.md` in the repository).",
         "",
         f"- Date: {report['date']}; sizes: **{report['size']}**; device: {'GPU' if report['gpu'] else 'CPU'}",
         f"- CPU: {report['cpu']}, {report['cores']} logical cores; {report['platform']}",
