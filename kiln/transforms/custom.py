@@ -183,13 +183,28 @@ class custom_function:
         return out_unflatten(nodes)
 
 
-def checkpoint(fun: Callable) -> Callable:
+def checkpoint(fun: Callable, interval=None) -> Callable:
     """Recompute ``fun``'s forward pass during the backward pass instead of storing it.
 
     Lowers peak memory of gradients through ``fun``; composes with ``vmap``
     and forward mode.
+
+    Args:
+        fun: the function to checkpoint.
+        interval: ``None`` (recompute the whole function, as MLX does) or a
+            positive int k: keep the outputs of every k-th top-level
+            ``nn.Module`` call ``fun`` makes and recompute the segments
+            between them (see ``kiln.transforms.checkpoint``).
+
+    Returns:
+        A function with ``fun``'s signature.
     """
     import kiln.core as mx
+
+    if interval is not None:
+        from .checkpoint import checkpoint_every
+
+        return checkpoint_every(fun, interval)
 
     cf = custom_function(fun)
 
@@ -204,7 +219,9 @@ def checkpoint(fun: Callable) -> Callable:
             return flatten(fun(*unf(list(lv))), "checkpoint")[0]
 
         _, g = mx.vjp(plain, tied, cots)
-        return tuple(unf(g))
+        # All cotangents leave together, so eval cannot postpone one (and the recomputed
+        # activations it reads) past the rest of the backward pass.
+        return tuple(unf(depends(g, g)))
 
     cf.vjp(ckpt_vjp)
     functools.update_wrapper(cf, fun)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..core.array import array
+from ..core.array import _make, _make_multi, array
 from ..core.graph import applications, toposort
 from ._trees import flatten
 from .tracing import keep_graph, placeholder
@@ -161,7 +161,17 @@ def replay(outputs, mapped: dict):
             else:
                 new_inputs.append(m[0])
                 axes.append(m[1])
-        outs, out_axes = node._prim.vmap(new_inputs, axes)
+        if all(a is None for a in axes):
+            # Inputs a rule returned unbatched (e.g. Depends): the node is unbatched too,
+            # rebuilt on the new inputs without calling a rule that expects a batch axis.
+            if node._sibs is None:
+                outs = [_make(node._shape, node._dtype, node._prim, tuple(new_inputs), node._stream)]
+            else:
+                outs = _make_multi([s._shape for s in group], [s._dtype for s in group], node._prim,
+                                   tuple(new_inputs), node._stream)
+            out_axes = [None] * len(outs)
+        else:
+            outs, out_axes = node._prim.vmap(new_inputs, axes)
         for s, o, a in zip(group, outs, out_axes):
             mapped[id(s)] = (o, a)
     return [mapped.get(id(o), (o, None)) for o in outputs]

@@ -11,6 +11,7 @@ import textwrap
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 import kiln.core as mx
+from kiln.transforms.checkpoint import module_call
 from kiln.utils import tree_flatten, tree_unflatten
 
 __all__ = ["Module"]
@@ -32,6 +33,12 @@ class Module(dict):
     def __init__(self):
         self._no_grad = set()
         self._training = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Report top-level calls to mx.checkpoint(fun, interval=k) while one records (a no-op otherwise).
+        if "__call__" in cls.__dict__:
+            cls.__call__ = module_call(cls.__dict__["__call__"])
 
     # -- attribute access ---------------------------------------------------
     @property
