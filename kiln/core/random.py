@@ -25,6 +25,7 @@ from . import dtypes as _dt
 from ._common import as_array, get_stream, norm_axis, shape_str
 from .array import _make, array
 from .primitives.base import broadcast_shapes
+from ..ops.checks import int_tuple
 from .primitives.random import RandomBits
 
 __all__ = [
@@ -100,9 +101,7 @@ def _get_key(k, op: str = "bits") -> array:
 
 
 def _check_shape(shape, op: str) -> tuple:
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, op)
     if any(s < 0 for s in shape):
         raise ValueError(f"[{op}] Negative dimensions not allowed.")
     return shape

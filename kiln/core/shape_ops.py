@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from . import dtypes as _dt
+from ..ops.checks import int_tuple
 from ._common import as_array, get_stream, norm_axis, shape_str
 from .array import _leaf, _make, array
 from .primitives import shape as S
@@ -100,9 +101,7 @@ def _prod(shape) -> int:
 
 # ================================================================ creation
 def _shape_arg(shape, op):
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, op)
     for s in shape:
         if s < 0:
             raise ValueError(f"[{op}] Negative dimensions not allowed.")
@@ -136,6 +135,9 @@ def full(shape, vals, dtype=None, *, stream=None) -> array:
         The filled array.
     """
     shape = _shape_arg(shape, "full")
+    if dtype is not None and not isinstance(vals, array):
+        # Python values convert straight to ``dtype``, range-checked (no wrap-around).
+        vals = as_array(vals, _dt.as_dtype(dtype))
     v = as_array(vals)
     if dtype is not None:
         from .ops import astype
@@ -323,9 +325,7 @@ def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -
 def reshape(a, /, shape, *, stream=None) -> array:
     """``a`` with a new shape of the same size (one dimension may be -1)."""
     a = as_array(a)
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, "reshape")
     size = a.size
     if -1 in shape:
         if shape.count(-1) > 1:
@@ -364,7 +364,7 @@ def unflatten(a, /, axis: int, shape, *, stream=None) -> array:
     if axis < -nd or axis >= nd:
         raise IndexError(f"[unflatten] Invalid axes {axis} for array with {nd} dimensions.")
     ax = axis % nd
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, "unflatten")
     n = a._shape[ax]
     if shape.count(-1) > 1:
         raise ValueError("[Unflatten] Can only infer one dimension.")
@@ -480,7 +480,7 @@ def broadcast_shapes(*shapes) -> tuple:
 def broadcast_to(a, /, shape, *, stream=None) -> array:
     """Broadcast ``a`` (an array or scalar) to ``shape``."""
     a = as_array(a)
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, "broadcast_to")
     if shape == a._shape:
         return a
     if any(s < 0 for s in shape):
@@ -632,7 +632,7 @@ def split(a, /, indices_or_sections, axis: int = 0, *, stream=None) -> list:
 def tile(a, reps, /, *, stream=None) -> array:
     """Repeat the whole of ``a`` ``reps`` times along each axis."""
     a = as_array(a)
-    reps = (int(reps),) if isinstance(reps, (int, np.integer)) else tuple(int(r) for r in reps)
+    reps = int_tuple(reps, "tile", "reps")
     if any(r < 0 for r in reps):
         raise ValueError("[broadcast_to] Negative dimensions not allowed.")
     nd = max(a.ndim, len(reps))

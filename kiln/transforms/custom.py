@@ -13,6 +13,7 @@ from typing import Callable
 
 from ..core.array import _make_multi, array
 from ..core.primitives.base import Primitive
+from ._checks import require_callable
 from ._trees import flatten
 
 
@@ -152,6 +153,7 @@ class custom_function:
     """
 
     def __init__(self, fun: Callable):
+        require_callable(fun, "custom_function")
         self.fun = fun
         self._vjp = None
         self._jvp = None
@@ -201,6 +203,7 @@ def checkpoint(fun: Callable, interval=None) -> Callable:
     """
     import kiln.core as mx
 
+    require_callable(fun, "checkpoint")
     if interval is not None:
         from .checkpoint import checkpoint_every
 

@@ -14,6 +14,7 @@ from ..core.array import _make, array
 from ..core.graph import toposort
 from ..core.primitives.misc import Copy, StopGradient
 from ._trees import flatten
+from ._checks import require_callable
 from .tracing import keep_graph
 
 _COPY = Copy()
@@ -175,6 +176,7 @@ def vjp(fun: Callable, primals: Sequence, cotangents: Sequence):
     Returns:
         ``(outputs, vjps)``: lists of arrays.
     """
+    require_callable(fun, "vjp")
     primals = [p if isinstance(p, array) else array(p) for p in primals]
     outs, _, vjps = vjp_arrays(fun, list(primals), list(cotangents))
     return outs, vjps
@@ -201,6 +203,7 @@ def _normalize_argnums(argnums, argnames, nargs):
 
 
 def _value_and_grad_impl(fun, argnums, argnames, what):
+    require_callable(fun, what)
     if isinstance(argnames, str):
         argnames = [argnames]
     argnames = list(argnames)
@@ -277,6 +280,8 @@ def jacrev(fun: Callable, argnums=0):
     The result has shape ``out.shape + arg.shape`` for each differentiated argument.
     """
     import kiln.core as mx
+
+    require_callable(fun, "jacrev")
 
     def jac(*args):
         idx = [argnums] if isinstance(argnums, int) else list(argnums)

@@ -7,6 +7,7 @@ from typing import Callable
 from ..core.array import _make, _make_multi, array
 from ..core.graph import applications, toposort
 from ._trees import flatten
+from ._checks import require_callable
 from .tracing import keep_graph, placeholder
 
 
@@ -65,6 +66,7 @@ def vmap(fun: Callable, in_axes=0, out_axes=0) -> Callable:
     Returns:
         The vectorised function. Keyword arguments pass through unmapped.
     """
+    require_callable(fun, "vmap")
 
     def wrapped(*args, **kwargs):
         import kiln.core as mx
@@ -106,6 +108,11 @@ def vmap(fun: Callable, in_axes=0, out_axes=0) -> Callable:
         with keep_graph():
             out = fun(*unflatten(trace_leaves), **kwargs)
         out_leaves, out_unflatten = flatten(out, "vmap", strict=False)
+        for leaf in out_leaves:
+            if not isinstance(leaf, array):
+                # MLX refuses these too; passing them through would hide an unbatched result.
+                raise ValueError(f"[vmap] The function must return arrays or trees of arrays, "
+                                 f"got {type(leaf).__name__} {leaf!r:.40}.")
         arrays = [o for o in out_leaves if isinstance(o, array)]
         results = replay(arrays, mapped)
         o_axes = _broadcast_prefix(out_axes, out, "out_axes")

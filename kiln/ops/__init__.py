@@ -1,0 +1,1 @@
+"""Ops: argument normalisation and node building (the layout refactor fills this floor)."""
