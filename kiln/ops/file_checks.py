@@ -106,7 +106,7 @@ def read_npy(f, name: str, size: int | None, where: str = "load") -> np.ndarray:
     except Exception:  # noqa: BLE001 - any malformed descr
         _refuse(where, name, "descr", f"{header['descr']!r:.60} is not a dtype")
     if not npy_dtype_ok(dt):
-        raise ValueError(f"[{where}] Unsupported dtype {dt.str} in file {name}.")
+        raise ValueError(f"[{where}] Unsupported dtype {dt.str} in file {name} (field 'descr').")
     if not isinstance(header["fortran_order"], bool):
         _refuse(where, name, "fortran_order", "is not a bool")
     shape = header["shape"]
