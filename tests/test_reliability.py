@@ -534,3 +534,30 @@ def test_shared_graph_evaluated_from_two_threads(monkeypatch):
             np.testing.assert_allclose(results[1][1], want * 2, rtol=1e-5)
     finally:
         sys.setswitchinterval(old)
+
+
+def test_quantized_gguf_is_dequantized_after_the_checks(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    from gguf.quants import dequantize, quantize
+
+    path = str(tmp_path / "q.gguf")
+    a = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    q = quantize(a, gguf.GGMLQuantizationType.Q8_0)
+    w = gguf.GGUFWriter(path, "test")
+    w.add_tensor("q", q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    w.add_tensor("f", a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    got = mx.load(path)
+    ref = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(path).tensors}
+    want = dequantize(ref["q"], gguf.GGMLQuantizationType.Q8_0).astype(np.float16)
+    assert got["q"].dtype == mx.float16 and got["q"].shape == (4, 64)
+    np.testing.assert_array_equal(np.array(got["q"]), want)
+    np.testing.assert_array_equal(np.array(got["f"]), a)
+    # The same file cut into the quantized tensor's data is refused before dequantizing.
+    raw = open(path, "rb").read()
+    (tmp_path / "cut.gguf").write_bytes(raw[:-1100])
+    with pytest.raises(RuntimeError, match="offset"):
+        mx.load(str(tmp_path / "cut.gguf"))

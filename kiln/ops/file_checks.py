@@ -364,8 +364,9 @@ def parse_gguf(raw, name: str, tensor_sizes) -> tuple[list, dict]:
             _refuse(where, name, tname + " type", f"is {gtype}, not a known tensor type")
         block, block_bytes = sizes
         n = _prod(dims)
-        if dims and dims[0] % block:
-            _refuse(where, name, f"{tname} dims[0]", f"is {dims[0]}, not a multiple of the block size {block}")
+        if block > 1 and (not dims or dims[0] % block):
+            _refuse(where, name, f"{tname} dims[0]", f"is {dims[0] if dims else 'missing'}, not a multiple "
+                    f"of the block size {block}")
         if offset % alignment:
             _refuse(where, name, tname + " offset", f"is {offset}, not a multiple of the alignment {alignment}")
         infos.append((tname, tuple(reversed(dims)), gtype, offset, n // block * block_bytes))
