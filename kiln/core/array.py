@@ -15,7 +15,7 @@ import numpy as np
 from . import dtypes as _dt
 from .device import current_stream, memory, resolve_stream
 from .graph import eval_arrays
-from ..ops.checks import check_int_fits, check_ints_fit
+from ..ops.checks import check_int_fits, check_ints_fit, ints_fit
 
 _o = None  # the kiln.core namespace, set by kiln/core/__init__.py (ops live there)
 
@@ -467,7 +467,7 @@ def _to_buffer(val, dtype):
             dt = _dt.complex64
         else:
             raise TypeError(f"[array] Cannot make an array from a list of {arr.dtype}.")
-        if arr.dtype.kind in "iu" and _all_python(val):
+        if arr.dtype.kind in "iu" and not ints_fit(arr, dt) and _all_python(val):
             check_ints_fit(arr, dt, "array")  # NumPy would wrap Python ints silently
         return np.asarray(arr, dtype=dt.np), dt
     if hasattr(val, "__dlpack__") and not hasattr(val, "__array__"):

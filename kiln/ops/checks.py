@@ -61,6 +61,14 @@ def check_int_fits(value: int, dtype, op: str | None = None) -> None:
         raise ValueError(f"{where}Converting {value} to {dtype.name} would result in overflow.")
 
 
+def ints_fit(buf: np.ndarray, dtype) -> bool:
+    """Whether integer data ``buf`` holds only values ``dtype`` can represent."""
+    if buf.size == 0 or buf.dtype.kind not in "iu" or dtype.np.kind not in "iu":
+        return True
+    info = np.iinfo(dtype.np)
+    return int(info.min) <= int(buf.min()) and int(buf.max()) <= int(info.max)
+
+
 def check_ints_fit(buf: np.ndarray, dtype, op: str) -> None:
     """Raise ValueError when integer data ``buf`` (made from Python ints) has values outside ``dtype``."""
     if buf.size == 0 or buf.dtype.kind not in "iu" or dtype.np.kind not in "iu":
