@@ -164,7 +164,8 @@ HOSTILE = {
         "huge_key.gguf": (gguf_bytes(n_kv=1)[:24] + struct.pack("<Q", 2**62) + b"\0" * 20, "metadata key"),
         "kv_count.gguf": (gguf_bytes(n_kv=2**60), "metadata_kv_count"),
         "tensor_count.gguf": (gguf_bytes(n_tensors=2**60), "tensor_count"),
-        "n_dims.gguf": (gguf_bytes(tensors=[("t", [2] * 9, 0, 0)], data=_F32), "n_dims"),
+        "n_dims.gguf": (gguf_bytes(n_tensors=1, align=1, data=gs("t") + struct.pack("<I", 2**31) + b"\0" * 40),
+                        "t n_dims"),
         "dims.gguf": (gguf_bytes(tensors=[("t", [2**40, 2**40], 0, 0)], data=_F32), "offset"),
         "type.gguf": (gguf_bytes(tensors=[("t", [6], 999, 0)], data=_F32), "type"),
         "offset.gguf": (gguf_bytes(tensors=[("t", [6], 0, 2**50)], data=_F32), "offset"),
@@ -561,3 +562,10 @@ def test_quantized_gguf_is_dequantized_after_the_checks(tmp_path):
     (tmp_path / "cut.gguf").write_bytes(raw[:-1100])
     with pytest.raises(RuntimeError, match="offset"):
         mx.load(str(tmp_path / "cut.gguf"))
+
+
+@needs_mlx
+def test_gguf_of_many_dimensions_from_mlx(tmp_path):
+    a = np.arange(64, dtype=np.float32).reshape(2, 2, 2, 2, 2, 2)
+    mlx_core.save_gguf(str(tmp_path / "d.gguf"), {"a": mlx_core.array(a)})
+    np.testing.assert_array_equal(np.array(mx.load(str(tmp_path / "d.gguf"))["a"]), a)
