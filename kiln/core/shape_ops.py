@@ -928,7 +928,7 @@ def as_strided(a, /, shape=None, strides=None, offset: int = 0, *, stream=None) 
         A new array with the viewed elements.
     """
     a = as_array(a)
-    shape = a._shape if shape is None else tuple(int(s) for s in shape)
+    shape = a._shape if shape is None else int_tuple(shape, "as_strided")
     if strides is None:
         strides, acc = [], 1
         for s in reversed(shape):
