@@ -369,3 +369,25 @@ def test_dropout_masks_are_replayed_not_redrawn():
     mx.random.seed(11)
     _, got = _grads(model, mx.checkpoint(forward_drop, interval=3), (x,))
     _assert_close(got, want)
+
+
+def test_jvp_recomputes_nothing(monkeypatch):
+    model, forward, (x,) = mlp(n=8)
+    counts = {"tanh": 0}
+    original = _unary.Tanh.eval
+
+    def counting(self, xp, x):
+        counts["tanh"] += 1
+        return original(self, xp, x)
+
+    monkeypatch.setattr(_unary.Tanh, "eval", counting)
+    t = mx.full(x.shape, 0.25)
+    results = []
+    for fwd in (forward, mx.checkpoint(forward, interval=2)):
+        counts["tanh"] = 0
+        out, tan = mx.jvp(lambda x: fwd(model, x), [x], [t])
+        mx.eval(out, tan)
+        results.append((counts["tanh"], np.array(out[0]), np.array(tan[0])))
+    (n0, o0, t0), (n1, o1, t1) = results
+    assert n1 == n0 == 8
+    _assert_close([o1, t1], [o0, t0])

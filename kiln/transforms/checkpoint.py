@@ -88,6 +88,19 @@ def module_call(call: Callable) -> Callable:
     return wrapped
 
 
+class Segment(CustomTransforms):
+    """One checkpointed segment: outputs = its original nodes (inputs ``n_args`` on)."""
+
+    def jvp(self, primals, tangents, argnums, outputs):
+        # The outputs equal the segment's original nodes, which are inputs of this node: forward
+        # mode has already carried tangents through them, so nothing is recomputed.
+        import kiln.core as mx
+
+        n = self.n_args
+        given = dict(zip(argnums, tangents))
+        return [given[n + k] if n + k in given else mx.zeros_like(o) for k, o in enumerate(outputs)]
+
+
 def check_interval(interval) -> None:
     if interval is None:
         return
@@ -263,7 +276,7 @@ def _segment(nodes: list, seg_of: dict, needed_later: set, rep: dict) -> None:
 
     cf = custom_function(replay)
     cf.vjp(recompute_vjp)
-    prim = CustomTransforms(cf, len(ext), list, len(outputs), list)
+    prim = Segment(cf, len(ext), list, len(outputs), list)
     stats["segments"] += 1
     ins = tuple(rep.get(id(e), e) for e in ext) + tuple(outputs)
     new = _make_multi([o._shape for o in outputs], [o._dtype for o in outputs], prim, ins, outputs[0]._stream)
