@@ -21,4 +21,6 @@ from kiln.ops import fast, fft, linalg, random  # noqa: F401
 from kiln.ops.constants import e, euler_gamma, inf, nan, newaxis, pi  # noqa: F401
 from kiln.ops.indexing import _AtIndexer as ArrayAt  # noqa: F401
 from kiln.transforms import *  # noqa: F401,F403
+# nn.Module reports its calls to checkpoint(fun, interval=k) through this (nn sees only kiln.core).
+from kiln.transforms.checkpoint import module_call as _checkpoint_module_call  # noqa: F401
 from kiln.core import cuda, metal  # noqa: F401,E402

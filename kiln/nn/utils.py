@@ -26,6 +26,8 @@ def value_and_grad(model: Module, fn: Callable):
         ``g(*args, **kwargs) -> (value, grads)``, ``grads`` shaped like
         ``model.trainable_parameters()``.
     """
+    if not callable(fn):
+        raise TypeError(f"[value_and_grad] The function to transform must be callable, got {type(fn).__name__}.")
 
     def inner(params, *args, **kwargs):
         model.update(params)
