@@ -44,7 +44,8 @@ def load():
 def _to_host(buf):
     """A contiguous host copy (or view) of a NumPy or CuPy buffer."""
     if isinstance(buf, np.ndarray):
-        return np.ascontiguousarray(buf)
+        # (np.ascontiguousarray would turn a 0-d array into shape (1,))
+        return buf if buf.flags.c_contiguous else buf.copy(order="C")
     return buf.get()
 
 
@@ -176,8 +177,8 @@ class MPIComm(Comm):
         shape = (self.size * host.shape[0],) + host.shape[1:] if host.ndim else (self.size,)
         out = np.empty(shape, host.dtype)
         # Raw bytes: gathering needs no arithmetic, so every dtype travels as is.
-        self._payload("all_gather", self.comm.Allgather, host.view(np.uint8).reshape(-1),
-                      out.view(np.uint8).reshape(-1))
+        self._payload("all_gather", self.comm.Allgather, host.reshape(-1).view(np.uint8),
+                      out.reshape(-1).view(np.uint8))
         return _as_device(xp, out)
 
     def sum_scatter(self, xp, buf):
@@ -202,7 +203,7 @@ class MPIComm(Comm):
                 f"[send] Rank {dst} expected a different array than rank {self.rank} sent "
                 f"(shape {tuple(buf.shape)}, dtype {buf.dtype.name}); see the error on rank {dst}.")
         host = _to_host(buf)
-        self._payload("send", comm.Send, host.view(np.uint8).reshape(-1), dst, 0)
+        self._payload("send", comm.Send, host.reshape(-1).view(np.uint8), dst, 0)
 
     def recv(self, xp, shape, dtype, src):
         comm = self.comm
@@ -217,7 +218,7 @@ class MPIComm(Comm):
                 f"{np.dtype(dtype).name} from rank {src}, but rank {src} "
                 f"sent {_describe_send(theirs)}.")
         out = np.empty(shape, dtype)
-        self._payload("recv", comm.Recv, out.view(np.uint8).reshape(-1), src, 0)
+        self._payload("recv", comm.Recv, out.reshape(-1).view(np.uint8), src, 0)
         return _as_device(xp, out)
 
     def split(self, color, key):
