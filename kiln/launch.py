@@ -51,9 +51,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mlx", action="store_true", help="run the program under the MLX shim")
     p.add_argument("--python", default=sys.executable, help="the Python to run")
     p.add_argument("--verbose", action="store_true", help="print the command")
-    p.add_argument("program", nargs=argparse.REMAINDER,
-                   help="script.py [args...] or -m module [args...]")
     return p
+
+
+_WITH_VALUE = {"-n", "--nproc", "--hostfile", "--hosts", "--backend", "--timeout", "--env",
+               "--mpi-arg", "--port", "--python"}
+
+
+def _split_argv(argv: list) -> tuple:
+    """Launcher options and the program (``script.py ...`` or ``-m module ...``)."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return argv[:i], argv[i + 1:]
+        if a == "-m" or not a.startswith("-"):
+            return argv[:i], argv[i:]
+        i += 2 if a in _WITH_VALUE else 1
+    return argv, []
+
+
+def parse_args(argv: list) -> argparse.Namespace:
+    """Parse the launcher's command line; ``.program`` holds the program's."""
+    ours, program = _split_argv(list(argv))
+    args = _parser().parse_args(ours)
+    args.program = program
+    return args
 
 
 def find_mpirun() -> str | None:
@@ -86,8 +109,6 @@ def _free_port() -> int:
 
 def _child_argv(args) -> list:
     prog = list(args.program)
-    if prog and prog[0] == "--":
-        prog = prog[1:]
     if not prog:
         raise SystemExit("python -m kiln.launch: no program given (script.py or -m module)")
     head = [args.python, "-m", "kiln.run"] if args.mlx else [args.python]
@@ -166,7 +187,7 @@ def main(argv=None) -> int:
     Returns:
         The exit status: 0 when every process succeeded.
     """
-    args = _parser().parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.nproc < 1:
         raise SystemExit("python -m kiln.launch: -n must be at least 1")
     env = _environment(args)
