@@ -101,6 +101,20 @@ def _hosts(args) -> list | None:
     return None
 
 
+def _first_host(args) -> str:
+    """Where rank 0 runs: the first host named, else this machine."""
+    hosts = _hosts(args)
+    if hosts:
+        return hosts[0][0]
+    if args.hostfile:  # an MPI hostfile: its first host line
+        with open(args.hostfile) as f:
+            for line in f:
+                words = line.split("#", 1)[0].split()
+                if words:
+                    return words[0]
+    return socket.gethostname()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
@@ -127,9 +141,7 @@ def _environment(args) -> dict:
         env[name] = value
     if args.backend == "nccl":
         env["KILN_DISTRIBUTED_BACKEND"] = "nccl"
-        hosts = _hosts(args)
-        host = hosts[0][0] if hosts else socket.gethostname()
-        env["KILN_COORDINATOR"] = f"{host}:{args.port or _free_port()}"
+        env["KILN_COORDINATOR"] = f"{_first_host(args)}:{args.port or _free_port()}"
     elif args.backend == "mpi":
         env["KILN_DISTRIBUTED_BACKEND"] = "mpi"
     else:

@@ -187,25 +187,29 @@ class NCCLComm(Comm):
         self._wait(s, name)
         check_agreement(name, rows.get())
 
-    def _back(self, xp, out, like):
-        out = out.reshape(like.shape) if out.shape != like.shape else out
+    # ------------------------------------------------------------ collectives
+    def _from_wire(self, out, dtype):
+        """Undo ``_wire``: a view for bool/complex64, a cast for 16-bit integers."""
+        if out.dtype == dtype:
+            return out
+        if dtype.name in ("bool", "complex64"):
+            return out.view(dtype)
+        return out.astype(dtype)
+
+    def _result(self, xp, out):
         return out.get() if xp is np else out
 
-    # ------------------------------------------------------------ collectives
     def all_reduce(self, xp, buf, op):
         name = "all_" + op
         self._agree(name, buf.shape, buf.dtype)
         x = self._device(buf)
-        wire, nop = self._wire(x, op)
+        wire, nop = self._wire(x.reshape(-1), op)
         out = self.cupy.empty_like(wire)
         s = self._stream()
         self.comm.allReduce(wire.data.ptr, out.data.ptr, wire.size, self._types[wire.dtype.name],
                             nop, s.ptr)
         self._wait(s, name)
-        if out.dtype != x.dtype:
-            out = out.view(x.dtype) if out.dtype.itemsize == x.dtype.itemsize or \
-                x.dtype.name in ("bool", "complex64") else out.astype(x.dtype)
-        return self._back(xp, out, x)
+        return self._result(xp, self._from_wire(out, x.dtype).reshape(x.shape))
 
     def all_gather(self, xp, buf):
         self._agree("all_gather", buf.shape, buf.dtype)
@@ -213,14 +217,15 @@ class NCCLComm(Comm):
         shape = (self.size * x.shape[0],) + x.shape[1:] if x.ndim else (self.size,)
         out = self.cupy.empty(shape, x.dtype)
         s = self._stream()
+        # Raw bytes: gathering needs no arithmetic, so every dtype travels as is.
         self.comm.allGather(x.data.ptr, out.data.ptr, x.nbytes, self.nccl.NCCL_UINT8, s.ptr)
         self._wait(s, "all_gather")
-        return out.get() if xp is np else out
+        return self._result(xp, out)
 
     def sum_scatter(self, xp, buf):
         self._agree("sum_scatter", buf.shape, buf.dtype)
         x = self._device(buf)
-        wire, nop = self._wire(x, "sum")
+        wire, nop = self._wire(x.reshape(-1), "sum")
         n = wire.size // self.size
         out = self.cupy.empty(n, wire.dtype)
         s = self._stream()
@@ -228,9 +233,7 @@ class NCCLComm(Comm):
                                 nop, s.ptr)
         self._wait(s, "sum_scatter")
         shape = (x.shape[0] // self.size,) + x.shape[1:]
-        out = out.view(x.dtype) if x.dtype.name in ("bool", "complex64") else out.astype(x.dtype)
-        out = out.reshape(shape)
-        return out.get() if xp is np else out
+        return self._result(xp, self._from_wire(out, x.dtype).reshape(shape))
 
     def send(self, xp, buf, dst):
         x = self._device(buf)
@@ -243,7 +246,7 @@ class NCCLComm(Comm):
         s = self._stream()
         self.comm.recv(out.data.ptr, out.nbytes, self.nccl.NCCL_UINT8, src, s.ptr)
         self._wait(s, "recv")
-        return out.get() if xp is np else out
+        return self._result(xp, out)
 
     def split(self, color, key):
         raise RuntimeError("[distributed] Splitting an NCCL group is not supported yet.")
