@@ -20,8 +20,8 @@ import numpy as np
 # (op, dtype name, shape) — shapes given for one rank; sum_scatter's first
 # axis is multiplied by the group size.
 OPS = ["all_sum", "all_max", "all_min", "all_gather", "sum_scatter"]
-DTYPES = ["float32", "float16", "bfloat16", "float64", "int32", "int8", "uint8", "bool",
-          "complex64"]
+DTYPES = ["float32", "float16", "bfloat16", "float64", "int32", "int8", "uint8", "int16",
+          "uint16", "uint32", "int64", "uint64", "bool", "complex64"]
 SHAPES = [(), (5,), (2, 3)]
 
 
@@ -126,6 +126,18 @@ def run_main(out: str) -> None:
         mx.eval(got)
         mx.eval(d.send(mine, right))
     res["ring"] = np.array(got)
+
+    # ---- send/recv under compile (a message per call) and under vmap (batch first)
+    base = mx.arange(6, dtype=mx.float32).reshape(2, 3)
+    if r == 0:
+        send_c = mx.compile(lambda a: d.send(a * 2, 1))
+        for k in range(2):
+            mx.eval(send_c(base + k))
+        mx.eval(mx.vmap(lambda a: d.send(a, 1), in_axes=1)(base))
+    elif r == 1:
+        recv_c = mx.compile(lambda a: d.recv_like(a, 0) + 1)
+        res["compiled-recv"] = np.stack([np.array(recv_c(base)) for _ in range(2)])
+        res["vmapped-recv"] = np.array(mx.vmap(lambda a: d.recv_like(a, 0), in_axes=1)(base))
 
     # ---- gradients, jvp, vmap, compile through the collectives
     x = mx.array(case_input("float32", (2 * n, 3), r))

@@ -119,6 +119,12 @@ def test_split_and_ring(run):
                                       np.arange(6, dtype=np.float32).reshape(2, 3) * (left + 1))
 
 
+def test_send_recv_under_compile_and_vmap(run):
+    base = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(run.res[1]["compiled-recv"], np.stack([base * 2 + 1, (base + 1) * 2 + 1]))
+    np.testing.assert_array_equal(run.res[1]["vmapped-recv"], base.T)
+
+
 def _share(xs, op):
     ext = xs.max(0) if op == "all_max" else xs.min(0)
     hit = (xs == ext).astype(np.float32)
