@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hostfile", help="an MPI hostfile ('host slots=N' lines) or MLX's JSON "
                    "hostfile (a list of {\"ssh\": host, ...})")
     p.add_argument("--hosts", help="comma-separated host names (default: this machine)")
-    p.add_argument("--backend", choices=["mpi", "nccl", "any"], default="mpi",
-                   help="what the processes' mx.distributed.init() uses (default: mpi)")
+    p.add_argument("--backend", choices=["mpi", "nccl", "any", "ring", "jaccl"], default="mpi",
+                   help="what the processes' mx.distributed.init() uses (default: mpi; MLX's "
+                   "ring and jaccl, which kiln does not have, run on mpi)")
     p.add_argument("--timeout", type=float,
                    help="seconds a rank waits for the others before it reports them "
                    "(KILN_DISTRIBUTED_TIMEOUT)")
@@ -47,7 +48,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="set an environment variable in every process")
     p.add_argument("--mpi-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for mpirun (repeatable)")
-    p.add_argument("--port", type=int, default=0, help="NCCL rendezvous port (default: free)")
+    p.add_argument("--port", "--nccl-port", type=int, default=0,
+                   help="NCCL rendezvous port (default: a free one)")
+    p.add_argument("--starting-port", type=int, help=argparse.SUPPRESS)  # mlx.launch's ring: unused
+    p.add_argument("--cwd", help="working folder of the processes")
+    p.add_argument("--print-python", action="store_true", help="print the Python path and exit")
     p.add_argument("--mlx", action="store_true", help="run the program under the MLX shim")
     p.add_argument("--python", default=sys.executable, help="the Python to run")
     p.add_argument("--verbose", action="store_true", help="print the command")
@@ -55,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _WITH_VALUE = {"-n", "--nproc", "--hostfile", "--hosts", "--backend", "--timeout", "--env",
-               "--mpi-arg", "--port", "--python"}
+               "--mpi-arg", "--port", "--nccl-port", "--starting-port", "--cwd", "--python"}
 
 
 def _split_argv(argv: list) -> tuple:
@@ -76,6 +81,8 @@ def parse_args(argv: list) -> argparse.Namespace:
     ours, program = _split_argv(list(argv))
     args = _parser().parse_args(ours)
     args.program = program
+    if args.backend in ("ring", "jaccl"):  # MLX's own transports: MPI stands in
+        args.backend = "mpi"
     return args
 
 
@@ -173,6 +180,8 @@ def build_command(args, env: dict, mpirun: str) -> list:
         for name in sorted(names):
             if name in env:
                 cmd += ["-x", name]
+    if args.cwd:
+        cmd += ["--wdir", args.cwd]
     cmd += list(args.mpi_arg)
     return cmd + _child_argv(args)
 
@@ -188,7 +197,7 @@ def _run_local(args, env) -> int:
     procs = []
     for r in range(args.nproc):
         e = dict(env, KILN_RANK=str(r), KILN_WORLD_SIZE=str(args.nproc), KILN_LOCAL_RANK=str(r))
-        procs.append(subprocess.Popen(_child_argv(args), env=e))
+        procs.append(subprocess.Popen(_child_argv(args), env=e, cwd=args.cwd))
     codes = [p.wait() for p in procs]
     return next((c for c in codes if c), 0)
 
@@ -200,6 +209,9 @@ def main(argv=None) -> int:
         The exit status: 0 when every process succeeded.
     """
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.print_python:
+        print(args.python)
+        return 0
     if args.nproc < 1:
         raise SystemExit("python -m kiln.launch: -n must be at least 1")
     env = _environment(args)

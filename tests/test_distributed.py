@@ -330,7 +330,7 @@ def test_single_process_layers_and_average_gradients():
 
 
 # ---------------------------------------------------------------- launcher
-def test_launcher_command_line():
+def test_launcher_command_line(tmp_path):
     args = launch.parse_args(["-n", "4", "--timeout", "3", "train.py", "--lr", "0.1"])
     env = launch._environment(args)
     cmd = launch.build_command(args, env, "/x/bin/mpirun")
@@ -347,6 +347,14 @@ def test_launcher_command_line():
     assert cmd[-2:] == ["-m", "pkg.train"]
     args = launch.parse_args(["--mlx", "t.py", "-v"])
     assert launch._child_argv(args) == [args.python, "-m", "kiln.run", "t.py", "-v"]
+    hostfile = tmp_path / "hosts.txt"
+    hostfile.write_text("# two machines\nnode1 slots=2\nnode2 slots=2\n")
+    args = launch.parse_args(["--hostfile", str(hostfile), "--backend", "nccl", "--cwd", "/w", "x.py"])
+    env = launch._environment(args)
+    assert env["KILN_COORDINATOR"].startswith("node1:")
+    cmd = launch.build_command(args, env, "/x/bin/mpirun")
+    assert cmd[cmd.index("--hostfile") + 1] == str(hostfile) and cmd[cmd.index("--wdir") + 1] == "/w"
+    assert "--oversubscribe" not in cmd
 
 
 # ---------------------------------------------------------------- GPU (NCCL)
