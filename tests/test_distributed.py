@@ -7,6 +7,7 @@ kiln. The GPU tests (NCCL) skip without CuPy and a GPU.
 """
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -57,9 +58,21 @@ def run(request, tmp_path_factory):
     if not HAS_MPI:
         pytest.skip("mpi4py and an MPI runtime are not installed")
     n = request.param
-    out = tmp_path_factory.mktemp(f"dist{n}")
-    p = _launch(n, out, via_mlx=n == 2)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    # One launch per size for the whole session, even when pytest-xdist spreads
+    # these tests over several workers: they share the base temp folder's parent.
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    out = root / f"kiln-dist{n}"
+    with open(root / f"kiln-dist{n}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "status.json").exists():
+            out.mkdir(exist_ok=True)
+            p = _launch(n, out, via_mlx=n == 2)
+            (out / "status.json").write_text(json.dumps(
+                {"rc": p.returncode, "log": p.stdout[-3000:] + p.stderr[-3000:]}))
+    status = json.loads((out / "status.json").read_text())
+    assert status["rc"] == 0, status["log"]
     return Run(n, out)
 
 
