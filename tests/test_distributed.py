@@ -259,6 +259,8 @@ def test_bad_input_fails_on_every_rank(run):
 def test_hung_and_killed_ranks_are_named(tmp_path):
     p = _launch(3, tmp_path, mode="faults")
     assert not (tmp_path / "rank1.json").exists(), p.stdout + p.stderr  # it was killed
+    # ... and the launcher says so (the survivors leave by os._exit, so they are listed too)
+    assert p.returncode != 0 and "ranks 0, 1, 2 ended without exiting" in p.stderr, p.stderr[-2000:]
     for r in (0, 2):
         m = json.load(open(tmp_path / f"rank{r}.json"))
         assert "[all_sum]" in m["dead"] and "rank 1 " in m["dead"], m

@@ -1,6 +1,7 @@
 """``Group``, ``init`` and ``is_available``: which processes talk, and over what."""
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 
@@ -101,6 +102,20 @@ def _make(backend: str) -> Comm:
     raise RuntimeError(f"[distributed] kiln has no '{backend}' backend; use 'mpi' or 'nccl'.")
 
 
+def _mark_started(rank: int) -> None:
+    """Tell ``kiln.launch`` this rank started, and (at a normal exit) that it ended.
+
+    The launcher reports ranks that started but never ended (killed by a
+    signal), which the MPI runtime in fault-tolerant mode does not count as a
+    failure.
+    """
+    folder = os.environ.get("KILN_LAUNCH_DIR")
+    if not folder or not os.path.isdir(folder):
+        return
+    open(os.path.join(folder, f"started.{rank}"), "w").close()
+    atexit.register(lambda: open(os.path.join(folder, f"ended.{rank}"), "w").close())
+
+
 def init(strict: bool = False, backend: str = "any") -> Group:
     """Initialise communication and return the global group.
 
@@ -131,6 +146,7 @@ def init(strict: bool = False, backend: str = "any") -> Group:
         except RuntimeError as e:
             errors.append(e)
             continue
+        _mark_started(group.rank())
         if _global[0] is None or _global[0].size() == 1:
             _global[0] = group
         return group

@@ -9,7 +9,10 @@ payload then goes through MPI's blocking collective (its fastest path).
 """
 from __future__ import annotations
 
+import atexit
 import os
+import sys
+import threading
 import time
 
 import numpy as np
@@ -34,11 +37,40 @@ def load():
     try:
         import mpi4py
         mpi4py.rc.threads = False  # kiln calls MPI from one thread
+        mpi4py.rc.finalize = False  # _finalize below does it, with a deadline
         from mpi4py import MPI
     except ImportError as e:
         raise RuntimeError(
             "Cannot initialize MPI: mpi4py is not installed (pip install 'kiln[distributed]').") from e
+    if not _finalizing:
+        _finalizing.append(True)
+        atexit.register(_finalize, MPI)
     return MPI
+
+
+_finalizing: list = []
+
+
+def _finalize(MPI) -> None:
+    """``MPI_Finalize`` at exit, bounded by the timeout: after a peer died it can
+    wait for that peer forever."""
+    if MPI.Is_finalized():
+        return
+    timeout = get_timeout()
+
+    def give_up():
+        sys.stderr.write(f"[distributed] MPI_Finalize did not finish within {timeout:g} s "
+                         "(another rank died?); exiting without it.\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(timeout, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        MPI.Finalize()
+    finally:
+        timer.cancel()
 
 
 def _to_host(buf):
