@@ -306,6 +306,19 @@ def test_singleton_group_and_errors():
         assert text in str(e.value)
 
 
+def test_module_paths():
+    import kiln.core.distributed as a
+    from kiln import distributed as b
+    assert a is b is mx.distributed
+    code = ("import kiln.mlx_shim; kiln.mlx_shim.install()\n"
+            "import mlx.core as mx, mlx.core.distributed as dist\n"
+            "from mlx.nn.layers.distributed import shard_linear\n"
+            "assert dist is mx.distributed and dist.__name__ == 'kiln.distributed'\n")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
 @pytest.mark.skipif(importlib.util.find_spec("mlx") is None, reason="mlx not installed")
 def test_singleton_matches_mlx():
     import mlx.core as mlx_mx

@@ -52,3 +52,5 @@ nan = float("nan")
 newaxis = None
 
 from .. import distributed  # noqa: E402,F401  (mx.distributed)
+
+_sys.modules[__name__ + ".distributed"] = distributed  # import kiln.core.distributed, as in MLX
