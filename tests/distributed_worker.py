@@ -79,6 +79,15 @@ def train_mlp(mx, nn, optim, x, y, steps: int = 5, average=None):
     return model
 
 
+def quantized_case(mx, nn, n: int):
+    """A QuantizedLinear(64 n -> 4 n) with a bias, and an input for it."""
+    mx.random.seed(41)
+    ql = nn.QuantizedLinear(64 * n, 4 * n)
+    ql.bias = mx.random.normal((4 * n,))
+    x = mx.array(np.random.default_rng(8).standard_normal((3, 64 * n)).astype(np.float32))
+    return ql, x
+
+
 def _save_float(a):
     a = np.asarray(a)
     return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
@@ -206,6 +215,12 @@ def run_main(out: str) -> None:
         res[f"fsdp-grad-{k}"] = np.array(v)
     for k, v in tree_flatten(fs.parameters()):
         res[f"fsdp-param-{k}"] = np.array(v)
+
+    # ---- quantized sharded layers (where kiln has quantization)
+    if hasattr(nn, "QuantizedLinear"):
+        ql, xq = quantized_case(mx, nn, n)
+        res["q-a2s"] = np.array(nn.shard_linear(ql, "all-to-sharded")(xq))
+        res["q-s2a"] = np.array(nn.shard_linear(ql, "sharded-to-all")(xq[:, r * 64:(r + 1) * 64]))
 
     # ---- bad input: clear errors on every rank, and the group still works after
     def error_of(fn):

@@ -238,6 +238,16 @@ def test_sharded_layers_equal_unsharded(run):
                                        rtol=1e-5, atol=1e-5)
 
 
+def test_quantized_sharded_layers_equal_unsharded(run):
+    pytest.importorskip("kiln.nn.layers.quantized", reason="kiln's quantization is on another branch")
+    n = run.n
+    ql, xq = W.quantized_case(mx, nn, n)
+    full = np.array(ql(xq))
+    for r in range(n):
+        np.testing.assert_allclose(run.res[r]["q-a2s"], full[:, 4 * r:4 * r + 4], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(run.res[r]["q-s2a"], full, rtol=1e-4, atol=1e-4)
+
+
 def test_bad_input_fails_on_every_rank(run):
     n = run.n
     for r in range(n):
@@ -352,9 +362,23 @@ def test_single_process_layers_and_average_gradients():
     assert nn.average_gradients(grads) is grads
     with pytest.raises(ValueError, match="Sharding type sharding='foo' not supported"):
         nn.shard_linear(lin, "foo")
-    with pytest.raises(ValueError, match="only Linear"):
+    with pytest.raises(ValueError, match="only Linear and QuantizedLinear"):
         nn.shard_linear(nn.Conv1d(2, 2, 1), "all-to-sharded")
     assert repr(nn.AllToShardedLinear(4, 8)) == "AllToShardedLinear(input_dims=4, output_dims=8, bias=True)"
+
+
+def test_single_process_quantized_sharded_layers():
+    pytest.importorskip("kiln.nn.layers.quantized", reason="kiln's quantization is on another branch")
+    ql, xq = W.quantized_case(mx, nn, 1)
+    want = np.array(ql(xq))
+    for sharding in ("all-to-sharded", "sharded-to-all"):
+        layer = nn.shard_linear(ql, sharding)
+        assert type(layer).__name__.startswith("Quantized")
+        np.testing.assert_allclose(np.array(layer(xq)), want, rtol=1e-5, atol=1e-5)
+        assert set(tree_flatten(layer.trainable_parameters())[0][0].split(".")[:1]) == {"bias"}
+    assert repr(nn.QuantizedShardedToAllLinear(64, 8)) == (
+        "QuantizedShardedToAllLinear(input_dims=64, output_dims=8, bias=True, group_size=64, bits=4, "
+        "mode=affine)")
 
 
 # ---------------------------------------------------------------- launcher

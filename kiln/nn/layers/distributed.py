@@ -12,8 +12,9 @@
   of every parameter along axis 0; the forward pass all-gathers them, so the
   backward pass reduce-scatters the gradients (``all_gather``'s VJP).
 
-The quantized variants need ``mx.quantize``/``mx.quantized_matmul`` and are
-not here yet.
+* :class:`QuantizedAllToShardedLinear` and :class:`QuantizedShardedToAllLinear`
+  are the same on a quantized weight (``mx.quantized_matmul``); they need
+  kiln's quantization (``mx.quantize``, ``nn.QuantizedLinear``).
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from kiln.nn.layers.base import Module
 from kiln.nn.layers.linear import Linear
 from kiln.utils import tree_flatten, tree_map, tree_map_with_path
 
-__all__ = ["AllToShardedLinear", "ShardedToAllLinear", "shard_linear", "shard_inplace",
-           "FullyShardedModule", "fully_shard", "sum_gradients"]
+__all__ = ["AllToShardedLinear", "ShardedToAllLinear", "QuantizedAllToShardedLinear",
+           "QuantizedShardedToAllLinear", "shard_linear", "shard_inplace", "FullyShardedModule",
+           "fully_shard", "sum_gradients"]
 
 _SHARDINGS = ("all-to-sharded", "sharded-to-all")
 
@@ -193,24 +195,155 @@ class ShardedToAllLinear(Module):
         return layer
 
 
+def _quantized_linear_class():
+    """``nn.QuantizedLinear`` when kiln has quantization, else None."""
+    try:
+        from kiln.nn.layers.quantized import QuantizedLinear
+    except ImportError:
+        return None
+    return QuantizedLinear
+
+
+class _QuantizedSharded(Module):
+    """Shared parts of the quantized sharded layers: a frozen quantized weight
+    (``weight``, ``scales``, ``biases`` for affine) and a trainable bias."""
+
+    _sharding = ""
+
+    def __init__(self, input_dims, output_dims, bias, group_size, bits, mode, group, w_shape, b_dims):
+        super().__init__()
+        if not hasattr(mx, "quantize"):
+            raise RuntimeError(f"[{type(self).__name__}] needs mx.quantize, which this kiln lacks.")
+        self.group = group
+        self.group_size, self.bits, self.mode = group_size, bits, mode
+        scale = math.sqrt(1.0 / input_dims)
+        parts = mx.quantize(mx.random.uniform(low=-scale, high=scale, shape=w_shape), group_size, bits,
+                            mode=mode)
+        self.weight, self.scales = parts[0], parts[1]
+        if mode == "affine":
+            self.biases = parts[2]
+        if bias:
+            self.bias = mx.zeros((b_dims,))
+        self.freeze()
+        if bias:
+            self.unfreeze(recurse=False, keys=["bias"])
+
+    def _matmul(self, x):
+        return mx.quantized_matmul(x, self["weight"], scales=self["scales"], biases=self.get("biases"),
+                                   transpose=True, group_size=self.group_size, bits=self.bits,
+                                   mode=self.mode)
+
+    def _dims(self):
+        out, packed = self.weight.shape
+        return packed * 32 // self.bits, out
+
+    def _extra_repr(self) -> str:
+        inp, out = self._dims()
+        n = self.group.size()
+        inp, out = (inp, out * n) if self._sharding == "all-to-sharded" else (inp * n, out)
+        return (f"input_dims={inp}, output_dims={out}, bias={'bias' in self}, "
+                f"group_size={self.group_size}, bits={self.bits}, mode={self.mode}")
+
+    @classmethod
+    def from_quantized_linear(cls, quantized_linear_layer: Module, *, segments: Union[int, list] = 1,
+                              group=None):
+        """Shard an existing ``QuantizedLinear`` (its packed weight, scales and biases)."""
+        group = group or mx.distributed.init()
+        ql = quantized_linear_layer
+        out, packed = ql.weight.shape
+        layer = cls(packed * 32 // ql.bits, out, "bias" in ql, ql.group_size, ql.bits, ql.mode, group)
+        params = {k: ql[k] for k in ("weight", "scales", "biases", "bias") if k in ql}
+        layer.update(_shard_tree(params, _predicate(cls._sharding, segments), group))
+        layer.freeze()
+        if "bias" in layer:
+            layer.unfreeze(recurse=False, keys=["bias"])
+        return layer
+
+
+class QuantizedAllToShardedLinear(_QuantizedSharded):
+    """:class:`AllToShardedLinear` with a quantized weight (frozen, as in
+    ``QuantizedLinear``): each rank holds ``output_dims // group.size()`` rows.
+
+    Args:
+        input_dims: size of the input features.
+        output_dims: size of the (whole) output features.
+        bias: whether to add a bias.
+        group_size: quantization group size.
+        bits: bits per weight.
+        mode: quantization mode (see ``mx.quantize``).
+        group: the group to shard across (default: the global group).
+    """
+
+    _sharding = "all-to-sharded"
+
+    def __init__(self, input_dims: int, output_dims: int, bias: bool = True, group_size: int = 64,
+                 bits: int = 4, mode: str = "affine", group=None):
+        group = group or mx.distributed.init()
+        n = group.size()
+        if output_dims % n:
+            raise ValueError(f"Cannot shard the output of size {output_dims} across {n} devices.")
+        super().__init__(input_dims, output_dims, bias, group_size, bits, mode, group,
+                         (output_dims // n, input_dims), output_dims // n)
+
+    def __call__(self, x):
+        y = self._matmul(sum_gradients(self.group)(x))
+        return y + self["bias"] if "bias" in self else y
+
+
+class QuantizedShardedToAllLinear(_QuantizedSharded):
+    """:class:`ShardedToAllLinear` with a quantized weight (frozen): each rank
+    holds ``input_dims // group.size()`` input columns; results are summed.
+
+    Args:
+        input_dims: size of the (whole) input features.
+        output_dims: size of the output features.
+        bias: whether to add a bias.
+        group_size: quantization group size.
+        bits: bits per weight.
+        mode: quantization mode (see ``mx.quantize``).
+        group: the group to shard across (default: the global group).
+    """
+
+    _sharding = "sharded-to-all"
+
+    def __init__(self, input_dims: int, output_dims: int, bias: bool = True, group_size: int = 64,
+                 bits: int = 4, mode: str = "affine", group=None):
+        group = group or mx.distributed.init()
+        n = group.size()
+        if input_dims % n:
+            raise ValueError(f"The input of size {input_dims} cannot be sharded across {n} devices.")
+        super().__init__(input_dims, output_dims, bias, group_size, bits, mode, group,
+                         (output_dims, input_dims // n), output_dims)
+
+    def __call__(self, x):
+        y = mx.distributed.all_sum(self._matmul(x), group=self.group)
+        return y + self["bias"] if "bias" in self else y
+
+
 def shard_linear(module: Module, sharding: str, *, segments: Union[int, list] = 1, group=None):
     """A new sharded layer made from the linear layer ``module`` (which is left as is).
 
     Args:
-        module: a ``Linear`` layer.
+        module: a ``Linear`` or ``QuantizedLinear`` layer.
         sharding: ``"all-to-sharded"`` or ``"sharded-to-all"``.
         segments: how many equal segments (or at which fractions) the weight
             is cut before sharding, for fused weights.
         group: the group to shard across (default: the global group).
 
     Returns:
-        An :class:`AllToShardedLinear` or :class:`ShardedToAllLinear`.
+        An :class:`AllToShardedLinear` or :class:`ShardedToAllLinear`, or
+        their quantized variants for a ``QuantizedLinear``.
     """
     _predicate(sharding, segments)  # validates the name
+    to_sharded = sharding == "all-to-sharded"
+    quantized = _quantized_linear_class()
+    if quantized is not None and isinstance(module, quantized):
+        cls = QuantizedAllToShardedLinear if to_sharded else QuantizedShardedToAllLinear
+        return cls.from_quantized_linear(module, segments=segments, group=group)
     if not isinstance(module, Linear):
         raise ValueError(f"[shard_linear] Cannot shard a {type(module).__name__}; only Linear "
-                         "layers can be sharded (quantized layers are not supported yet).")
-    cls = AllToShardedLinear if sharding == "all-to-sharded" else ShardedToAllLinear
+                         "and QuantizedLinear layers can be sharded.")
+    cls = AllToShardedLinear if to_sharded else ShardedToAllLinear
     return cls.from_linear(module, segments=segments, group=group)
 
 
