@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from ._comm import Comm, DistributedError, check_agreement, describe, get_timeout
+from ._comm import Comm, DistributedError, _explain, check_agreement, describe, get_timeout
 
 _PING_TAG = 0x6B31  # the liveness round after a timeout
 _DESC_TAG = 0x6B32  # send/recv handshake
@@ -89,7 +89,7 @@ def _as_device(xp, host):
 # Half precision has no MPI type: reduce in float32 (exact for max/min, and a
 # more accurate sum), then round once.
 def _wire(host):
-    if host.dtype.itemsize == 2 and host.dtype.kind == "f" or host.dtype.name == "bfloat16":
+    if host.dtype.name in ("float16", "bfloat16"):
         return host.astype(np.float32)
     return host
 
@@ -262,5 +262,4 @@ class MPIComm(Comm):
 
 
 def _describe_send(row) -> str:
-    from ._comm import _explain
     return _explain(row).replace("send of ", "an array of ")
