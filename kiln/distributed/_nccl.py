@@ -31,8 +31,8 @@ def available() -> bool:
         from kiln.backend import cuda
         if not cuda.available():
             return False
-        from cupy.cuda import nccl  # noqa: F401
-        return True
+        from cupy.cuda import nccl
+        return bool(getattr(nccl, "available", True))  # CuPy built without NCCL says so here
     except Exception:  # no CuPy / no NCCL build: not available
         return False
 
