@@ -1,0 +1,1 @@
+"""Primitives by family (new layout; see docs/architecture.md)."""

@@ -1,0 +1,698 @@
+"""Structured control flow primitives: ``Switch``, ``While``, ``WhileVJP`` and ``Scan``.
+
+Each primitive holds one or more *bodies*: functions traced once on
+placeholders (built by ``kiln.transforms.control_flow.Body``). A body is used
+here only through a small duck-typed surface, so this module imports no
+transform:
+
+* ``body.run(xp, bufs)`` evaluates the traced plan on buffers (a tuple out),
+* ``body.graph(arrays)`` rebuilds the traced graph with ordinary nodes,
+* ``body.trace(fn, avals, name)`` traces a new body (used by the rules),
+* ``body.captured``, ``body.out_shapes``, ``body.out_dtypes``.
+
+A primitive's inputs are its explicit operands followed by the arrays each
+body captured (closed-over arrays and constants made inside the body), in
+body order. Every rule first turns the bodies into *closed* functions of the
+explicit operands plus the captured arrays (``inv``: loop invariants), so
+the new primitives a rule builds take everything explicitly and their own
+bodies capture only constants. Rules call the public transforms through the
+``mx`` module (``mx.vjp``, ``mx.jvp``, ``mx.vmap``), so their results are
+again control-flow primitives that every transformation can walk.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import kiln.core as mx
+
+from ..core.array import array
+from ..core.device import current_stream
+from ..core.primitives.base import Primitive, primitive
+from ..core.primitives.misc import Copy
+
+_COPY = Copy()
+
+
+# ---------------------------------------------------------------- helpers
+def _avals(arrays) -> list:
+    return [(a._shape, a._dtype, a._stream) for a in arrays]
+
+
+def _build(prim, inputs, shapes, dtypes) -> list:
+    """The output nodes of ``prim`` as a list (one node, or siblings)."""
+    stream = inputs[0]._stream if inputs else current_stream()
+    if not shapes:
+        return []
+    if len(shapes) == 1:
+        return [prim.apply(inputs, shapes[0], dtypes[0], stream)]
+    return prim.apply_multi(inputs, list(shapes), list(dtypes), stream)
+
+
+def _single(outs):
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _split(seq, sizes) -> list:
+    out, k = [], 0
+    for n in sizes:
+        out.append(list(seq[k:k + n]))
+        k += n
+    return out
+
+
+def _inexact(a) -> bool:
+    return a._dtype.is_inexact
+
+
+def _to_batch0(x, ax, size):
+    """``x`` with its batch axis at 0 (broadcast when ``ax`` is None)."""
+    if ax is None:
+        return mx.broadcast_to(mx.expand_dims(x, 0), (size,) + x.shape)
+    return x if ax == 0 else mx.moveaxis(x, ax, 0)
+
+
+def _batch_size(inputs, axes) -> int:
+    for x, a in zip(inputs, axes):
+        if a is not None:
+            return x.shape[a]
+    raise ValueError("[vmap] No batched input.")
+
+
+def _vmap_call(fn, args, axes, size):
+    """``fn`` vectorised over ``args`` (batch axes ``axes``), outputs batched at 0."""
+    if all(a is None for a in axes):
+        outs = fn(*args)
+        return [_to_batch0(o, None, size) for o in outs]
+    outs = mx.vmap(lambda *a: list(fn(*a)), in_axes=tuple(axes), out_axes=0)(*args)
+    return list(outs)
+
+
+def _replace_at(base, idx, vals) -> list:
+    out = list(base)
+    for i, v in zip(idx, vals):
+        out[i] = v
+    return out
+
+
+# ---------------------------------------------------------------- Switch
+@primitive
+class Switch(Primitive):
+    """``branches[clip(index)](*operands)``: inputs ``[index, *operands, *captured...]``."""
+
+    branches: tuple
+    n_ops: int
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.branches[0].out_shapes)
+
+    def _caps(self, rest) -> list:
+        return _split(rest[self.n_ops:], [len(b.captured) for b in self.branches])
+
+    def eval(self, xp, index, *rest):
+        n = len(self.branches)
+        k = min(max(int(index), 0), n - 1)
+        ops = list(rest[:self.n_ops])
+        out = self.branches[k].run(xp, ops + self._caps(rest)[k])
+        return _single(out)
+
+    def output_shapes(self, inputs):
+        return [tuple(s) for s in self.branches[0].out_shapes]
+
+    def closed(self, k):
+        """Branch ``k`` as a function of all operands after the index."""
+        n_ops, branch, sizes = self.n_ops, self.branches[k], [len(b.captured) for b in self.branches]
+
+        def fn(*rest):
+            caps = _split(rest[n_ops:], sizes)[k]
+            return branch.graph(list(rest[:n_ops]) + caps)
+
+        return fn
+
+    def vjp(self, primals, cotangents, argnums, outputs):
+        index, rest = primals[0], list(primals[1:])
+        want = [i - 1 for i in argnums if i > 0]
+        n = len(rest)
+
+        def make(k):
+            f = self.closed(k)
+
+            def g(*a):
+                r, cts = list(a[:n]), list(a[n:])
+                _, grads = mx.vjp(lambda *d: f(*_replace_at(r, want, d)), [r[i] for i in want], cts)
+                return grads
+
+            return g
+
+        grads = build_switch(self.branches[0], index, [make(k) for k in range(len(self.branches))],
+                             rest + list(cotangents), "switch")
+        it = iter(grads)
+        return [None if i == 0 else next(it) for i in argnums]
+
+    def jvp(self, primals, tangents, argnums, outputs):
+        index, rest = primals[0], list(primals[1:])
+        pairs = [(i - 1, t) for i, t in zip(argnums, tangents) if i > 0]
+        want = [i for i, _ in pairs]
+        n = len(rest)
+
+        def make(k):
+            f = self.closed(k)
+
+            def g(*a):
+                r, ts = list(a[:n]), list(a[n:])
+                _, tans = mx.jvp(lambda *d: f(*_replace_at(r, want, d)), [r[i] for i in want], ts)
+                return tans
+
+            return g
+
+        if not want:
+            return [mx.zeros(o.shape, o.dtype) for o in outputs]
+        return build_switch(self.branches[0], index, [make(k) for k in range(len(self.branches))],
+                            rest + [t for _, t in pairs], "switch")
+
+    def vmap(self, inputs, axes):
+        index, rest = inputs[0], list(inputs[1:])
+        size = _batch_size(inputs, axes)
+        rest_axes = list(axes[1:])
+        if axes[0] is None:
+            fns = []
+            for k in range(len(self.branches)):
+                f = self.closed(k)
+                fns.append(lambda *a, f=f: _vmap_call(f, a, rest_axes, size))
+            outs = build_switch(self.branches[0], index, fns, rest, "switch")
+            return outs, [0] * len(outs)
+        # A batched index: every branch runs on the whole batch, then a select.
+        idx = mx.clip(_to_batch0(index, axes[0], size), 0, len(self.branches) - 1)
+        result = None
+        for k in range(len(self.branches)):
+            outs = _vmap_call(self.closed(k), rest, rest_axes, size)
+            if result is None:
+                result = outs
+                continue
+            sel = idx == k
+            result = [mx.where(mx.reshape(sel, (size,) + (1,) * (o.ndim - 1)), o, r)
+                      for o, r in zip(outs, result)]
+        return result, [0] * len(result)
+
+
+def build_switch(tracer, index, fns, operands, what: str) -> list:
+    """Trace ``fns`` (functions of ``operands`` returning lists) into one Switch node."""
+    bodies = [tracer.trace(f, _avals(operands), f"{what} branch {k}") for k, f in enumerate(fns)]
+    b0 = bodies[0]
+    prim = Switch(tuple(bodies), len(operands))
+    inputs = [index] + list(operands)
+    for b in bodies:
+        inputs.extend(b.captured)
+    return _build(prim, inputs, b0.out_shapes, b0.out_dtypes)
+
+
+# ---------------------------------------------------------------- While
+@primitive
+class While(Primitive):
+    """``while cond(c): c = body(c)`` at most ``max_iters`` times.
+
+    Inputs ``[*carry, *consts, *cond.captured, *body.captured]``; ``cond``
+    and ``body`` take ``carry + consts + their captured``.
+    """
+
+    cond: object
+    body: object
+    n_carry: int
+    n_consts: int
+    max_iters: object = None
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_carry
+
+    def _parts(self, seq):
+        nc, nk = self.n_carry, self.n_consts
+        return _split(seq, [nc, nk, len(self.cond.captured), len(self.body.captured)])
+
+    def loop(self, xp, carry, inv):
+        """Run the loop on buffers; ``inv`` is everything after the carry."""
+        nk, ncc = self.n_consts, len(self.cond.captured)
+        consts, ccaps, bcaps = inv[:nk], inv[nk:nk + ncc], inv[nk + ncc:]
+        cond_in, body_in = consts + ccaps, consts + bcaps
+        n = 0
+        limit = self.max_iters
+        while (limit is None or n < limit) and bool(self.cond.run(xp, carry + cond_in)[0]):
+            carry = list(self.body.run(xp, carry + body_in))
+            n += 1
+        return carry, n
+
+    def step(self, xp, carry, inv):
+        nk, ncc = self.n_consts, len(self.cond.captured)
+        return list(self.body.run(xp, carry + inv[:nk] + inv[nk + ncc:]))
+
+    def test(self, xp, carry, inv):
+        return bool(self.cond.run(xp, carry + inv[:self.n_consts + len(self.cond.captured)])[0])
+
+    def eval(self, xp, *bufs):
+        carry, _ = self.loop(xp, list(bufs[:self.n_carry]), list(bufs[self.n_carry:]))
+        return _single(carry)
+
+    def output_shapes(self, inputs):
+        return [i.shape for i in inputs[:self.n_carry]]
+
+    def closed(self):
+        """``(cond_fn, body_fn)`` as functions of ``(*carry, *inv)``."""
+        nc, nk, ncc = self.n_carry, self.n_consts, len(self.cond.captured)
+        cond, body = self.cond, self.body
+
+        def cond_fn(*a):
+            return cond.graph(list(a[:nc + nk + ncc]))
+
+        def body_fn(*a):
+            return body.graph(list(a[:nc + nk]) + list(a[nc + nk + ncc:]))
+
+        return cond_fn, body_fn
+
+    def jvp(self, primals, tangents, argnums, outputs):
+        nc = self.n_carry
+        carry, inv = list(primals[:nc]), list(primals[nc:])
+        tan = dict(zip(argnums, tangents))
+        dc = [i for i in range(nc) if _inexact(carry[i])]
+        dinv = [j for j in range(len(inv)) if nc + j in tan and _inexact(inv[j])]
+        if not dc:
+            return [mx.zeros(o.shape, o.dtype) for o in outputs]
+        tc0 = [tan[i] if i in tan else mx.zeros(carry[i].shape, carry[i].dtype) for i in dc]
+        tinv = [tan[nc + j] for j in dinv]
+        cond_fn, body_fn = self.closed()
+        ndc, ninv = len(dc), len(inv)
+
+        def new_cond(*a):
+            return cond_fn(*(list(a[:nc]) + list(a[nc + ndc:nc + ndc + ninv])))
+
+        def new_body(*a):
+            c, tc = list(a[:nc]), list(a[nc:nc + ndc])
+            v, tv = list(a[nc + ndc:nc + ndc + ninv]), list(a[nc + ndc + ninv:])
+
+            def f(*d):
+                return body_fn(*(_replace_at(c, dc, d[:ndc]) + _replace_at(v, dinv, d[ndc:])))
+
+            outs, tans = mx.jvp(f, [c[i] for i in dc] + [v[j] for j in dinv], tc + tv)
+            return list(outs) + [tans[i] for i in dc]
+
+        res = build_while(self.cond, new_cond, new_body, carry + tc0, inv + tinv, self.max_iters)
+        tout = iter(res[nc:])
+        return [next(tout) if i in dc else mx.zeros(outputs[i].shape, outputs[i].dtype) for i in range(nc)]
+
+    def batched(self, inputs, axes):
+        """The vectorised loop: carries batched at 0, finished elements masked."""
+        nc = self.n_carry
+        size = _batch_size(inputs, axes)
+        carry = [_to_batch0(x, a, size) for x, a in zip(inputs[:nc], axes[:nc])]
+        inv, inv_axes = list(inputs[nc:]), list(axes[nc:])
+        cond_fn, body_fn = self.closed()
+        c_axes = [0] * nc
+
+        def vcond(*a):
+            return _vmap_call(cond_fn, a, c_axes + inv_axes, size)[0]
+
+        def new_cond(*a):
+            return [mx.any(vcond(*a))]
+
+        def new_body(*a):
+            active = vcond(*a)
+            new = _vmap_call(body_fn, a, c_axes + inv_axes, size)
+            return [mx.where(mx.reshape(active, (size,) + (1,) * (n.ndim - 1)), n, o)
+                    for n, o in zip(new, a[:nc])]
+
+        return carry, inv, new_cond, new_body
+
+    def vmap(self, inputs, axes):
+        carry, inv, new_cond, new_body = self.batched(inputs, axes)
+        outs = build_while(self.cond, new_cond, new_body, carry, inv, self.max_iters)
+        return outs, [0] * len(outs)
+
+    def vjp(self, primals, cotangents, argnums, outputs):
+        nc = self.n_carry
+        carry, inv = list(primals[:nc]), list(primals[nc:])
+        dinv = [i - nc for i in argnums if i >= nc and _inexact(primals[i])]
+        grads = build_while_vjp(self, carry, inv, list(cotangents), dinv)
+        return _pick_grads(grads, carry, inv, argnums, dinv)
+
+
+def _pick_grads(grads, carry, inv, argnums, dinv) -> list:
+    nc = len(carry)
+    dc = [i for i in range(nc) if _inexact(carry[i])]
+    g_c = dict(zip(dc, grads[:len(dc)]))
+    g_v = dict(zip(dinv, grads[len(dc):]))
+    out = []
+    for i in argnums:
+        x = carry[i] if i < nc else inv[i - nc]
+        g = g_c.get(i) if i < nc else g_v.get(i - nc)
+        out.append(g if g is not None else mx.zeros(x.shape, x.dtype))
+    return out
+
+
+def build_while(tracer, cond_fn, body_fn, carry, consts, max_iters) -> list:
+    """Trace ``cond_fn``/``body_fn`` of ``(*carry, *consts)`` into one While node."""
+    avals = _avals(list(carry) + list(consts))
+    cond = tracer.trace(cond_fn, avals, "while_loop cond")
+    body = tracer.trace(body_fn, avals, "while_loop body")
+    prim = While(cond, body, len(carry), len(consts), max_iters)
+    inputs = list(carry) + list(consts) + list(cond.captured) + list(body.captured)
+    return _build(prim, inputs, [c._shape for c in carry], [c._dtype for c in carry])
+
+
+# ---------------------------------------------------------------- While, reverse mode
+@primitive
+class WhileVJP(Primitive):
+    """Reverse mode through a While: runs the loop, then its adjoint, in one eval.
+
+    Inputs ``[*carry, *inv, *cotangents of the float carries, *bwd.captured]``;
+    outputs the cotangents of the float carries at entry, then of ``inv[dinv]``.
+    The forward pass records the trip count and checkpoints carries: every
+    carry when ``max_iters`` is None, else one every ``ceil(sqrt(max_iters))``
+    steps, recomputing each segment in the backward pass (memory
+    ``O(sqrt(max_iters))`` carries).
+    """
+
+    fwd: While
+    bwd: object
+    dinv: tuple
+
+    @property
+    def dc(self) -> list:
+        return [i for i, d in enumerate(self.fwd.body.out_dtypes) if d.is_inexact]
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.bwd.out_shapes)
+
+    def eval(self, xp, *bufs):
+        fwd = self.fwd
+        nc, n_inv = fwd.n_carry, len(bufs) - fwd.n_carry - len(self.dc) - len(self.bwd.captured)
+        carry, inv = list(bufs[:nc]), list(bufs[nc:nc + n_inv])
+        rest = bufs[nc + n_inv:]
+        cts = list(rest[:len(self.dc)])
+        bcaps = list(rest[len(self.dc):])
+        every = 1 if fwd.max_iters is None else max(1, math.isqrt(max(fwd.max_iters - 1, 0)) + 1)
+        checkpoints = [carry]
+        n, limit = 0, fwd.max_iters
+        while (limit is None or n < limit) and fwd.test(xp, carry, inv):
+            carry = fwd.step(xp, carry, inv)
+            n += 1
+            if n % every == 0:
+                checkpoints.append(carry)
+        acc = None
+        n_dc = len(self.dc)
+        for seg in range((n + every - 1) // every - 1, -1, -1):
+            c = checkpoints[seg]
+            seg_carries = [c]
+            for _ in range(seg * every + 1, min(n, (seg + 1) * every)):
+                c = fwd.step(xp, c, inv)
+                seg_carries.append(c)
+            for c in reversed(seg_carries):
+                out = self.bwd.run(xp, c + inv + cts + bcaps)
+                cts = list(out[:n_dc])
+                d = out[n_dc:]
+                acc = list(d) if acc is None else [a + b for a, b in zip(acc, d)]
+        if acc is None:  # zero trips: the invariants get zero cotangents
+            acc = [xp.zeros(s, dtype=d.np) for s, d in zip(self.bwd.out_shapes[n_dc:], self.bwd.out_dtypes[n_dc:])]
+        return _single(cts + acc)
+
+    def output_shapes(self, inputs):
+        return [tuple(s) for s in self.bwd.out_shapes]
+
+    def vmap(self, inputs, axes):
+        # vmap of a VJP is the VJP of the vectorised loop (with batched cotangents).
+        fwd = self.fwd
+        nc, n_dc = fwd.n_carry, len(self.dc)
+        n_inv = len(inputs) - nc - n_dc - len(self.bwd.captured)
+        size = _batch_size(inputs, axes)
+        fin = list(inputs[:nc + n_inv])
+        fax = list(axes[:nc + n_inv])
+        for j in self.dinv:  # per-example cotangents need per-example invariants
+            if fax[nc + j] is None:
+                fin[nc + j] = _to_batch0(fin[nc + j], None, size)
+                fax[nc + j] = 0
+        carry, inv, new_cond, new_body = fwd.batched(fin, fax)
+        cts = [_to_batch0(x, a, size) for x, a in
+               zip(inputs[nc + n_inv:nc + n_inv + n_dc], axes[nc + n_inv:nc + n_inv + n_dc])]
+        bfwd = build_while_prim(fwd.cond, new_cond, new_body, carry, inv, fwd.max_iters)
+        outs = _while_vjp_node(bfwd, carry, inv, cts, list(self.dinv))
+        out_axes = [0] * n_dc + [fax[nc + j] for j in self.dinv]
+        return outs, out_axes
+
+
+def build_while_prim(tracer, cond_fn, body_fn, carry, consts, max_iters):
+    avals = _avals(list(carry) + list(consts))
+    cond = tracer.trace(cond_fn, avals, "while_loop cond")
+    body = tracer.trace(body_fn, avals, "while_loop body")
+    return While(cond, body, len(carry), len(consts), max_iters), list(consts) + list(cond.captured) + list(body.captured)
+
+
+def _while_vjp_node(fwd_and_inv, carry, consts, cts, dinv):
+    fwd, inv = fwd_and_inv
+    nc = fwd.n_carry
+    dc = [i for i in range(nc) if _inexact(carry[i])]
+    ndc, ninv = len(dc), len(inv)
+    _, body_fn = fwd.closed()
+
+    def bwd(*a):
+        c, v, ct = list(a[:nc]), list(a[nc:nc + ninv]), list(a[nc + ninv:])
+
+        def f(*d):
+            return body_fn(*(_replace_at(c, dc, d[:ndc]) + _replace_at(v, dinv, d[ndc:])))
+
+        full_ct = [mx.zeros(x.shape, x.dtype) for x in c]
+        for i, t in zip(dc, ct):
+            full_ct[i] = t
+        _, grads = mx.vjp(f, [c[i] for i in dc] + [v[j] for j in dinv], full_ct)
+        return list(grads)
+
+    body = fwd.body.trace(bwd, _avals(list(carry) + inv + list(cts)), "while_loop backward")
+    prim = WhileVJP(fwd, body, tuple(dinv))
+    inputs = list(carry) + inv + list(cts) + list(body.captured)
+    return _build(prim, inputs, body.out_shapes, body.out_dtypes)
+
+
+def build_while_vjp(w: While, carry, inv, cotangents, dinv) -> list:
+    nc = w.n_carry
+    cts = [c for i, c in enumerate(cotangents[:nc]) if _inexact(carry[i])]
+    return _while_vjp_node((w, inv), carry, None, cts, dinv)
+
+
+# ---------------------------------------------------------------- Scan
+@primitive
+class Scan(Primitive):
+    """``for t: c, y[t] = body(c, x[t])`` over ``length`` steps (backwards if ``reverse``).
+
+    Inputs ``[*carry, *xs, *consts, *body.captured]``; ``body`` takes
+    ``carry + x[t] + consts + captured`` and returns ``carry + y``. Outputs the
+    final carry and the stacked ys, then, when ``save``, the stacked carries
+    entering each step (what reverse mode needs).
+    """
+
+    body: object
+    n_carry: int
+    n_xs: int
+    n_consts: int
+    length: int
+    reverse: bool = False
+    save: bool = False
+
+    @property
+    def n_ys(self) -> int:
+        return len(self.body.out_shapes) - self.n_carry
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_carry + self.n_ys + (self.n_carry if self.save else 0)
+
+    def eval(self, xp, *bufs):
+        nc, nx = self.n_carry, self.n_xs
+        carry, xs, inv = list(bufs[:nc]), bufs[nc:nc + nx], list(bufs[nc + nx:])
+        T = self.length
+        yshapes = self.body.out_shapes[nc:]
+        ydtypes = self.body.out_dtypes[nc:]
+        ys = [xp.empty((T,) + tuple(s), dtype=d.np) for s, d in zip(yshapes, ydtypes)]
+        stacks = [xp.empty((T,) + tuple(c.shape), dtype=c.dtype) for c in carry] if self.save else []
+        run = self.body.run
+        for t in (range(T - 1, -1, -1) if self.reverse else range(T)):
+            if stacks:
+                for s, c in zip(stacks, carry):
+                    s[t] = c
+            out = run(xp, carry + [x[t] for x in xs] + inv)
+            carry = list(out[:nc])
+            for y, v in zip(ys, out[nc:]):
+                y[t] = v
+        return _single(carry + ys + stacks)
+
+    def output_shapes(self, inputs):
+        return [tuple(s) for s in self._out_shapes()]
+
+    def _out_shapes(self):
+        nc, T = self.n_carry, self.length
+        shapes = list(self.body.out_shapes[:nc]) + [(T,) + tuple(s) for s in self.body.out_shapes[nc:]]
+        if self.save:
+            shapes += [(T,) + tuple(s) for s in self.body.out_shapes[:nc]]
+        return shapes
+
+    def _out_dtypes(self):
+        d = list(self.body.out_dtypes)
+        return d + (d[:self.n_carry] if self.save else [])
+
+    def closed(self):
+        """The body as a function of ``(*carry, *x_t, *inv)``."""
+        body = self.body
+        return lambda *a: body.graph(list(a))
+
+    def jvp(self, primals, tangents, argnums, outputs):
+        nc, nx = self.n_carry, self.n_xs
+        carry, xs, inv = list(primals[:nc]), list(primals[nc:nc + nx]), list(primals[nc + nx:])
+        tan = dict(zip(argnums, tangents))
+        dc = [i for i in range(nc) if _inexact(carry[i])]
+        dx = [j for j in range(nx) if nc + j in tan and _inexact(xs[j])]
+        dv = [j for j in range(len(inv)) if nc + nx + j in tan and _inexact(inv[j])]
+        ndc, ndx, ndv, nv = len(dc), len(dx), len(dv), len(inv)
+        f_body = self.closed()
+        ny = self.n_ys
+
+        def new_body(*a):
+            c, tc = list(a[:nc]), list(a[nc:nc + ndc])
+            x, tx = list(a[nc + ndc:nc + ndc + nx]), list(a[nc + ndc + nx:nc + ndc + nx + ndx])
+            v, tv = list(a[nc + ndc + nx + ndx:nc + ndc + nx + ndx + nv]), list(a[nc + ndc + nx + ndx + nv:])
+
+            def f(*d):
+                cc = _replace_at(c, dc, d[:ndc])
+                xx = _replace_at(x, dx, d[ndc:ndc + ndx])
+                vv = _replace_at(v, dv, d[ndc + ndx:])
+                return f_body(*(cc + xx + vv))
+
+            outs, tans = mx.jvp(f, [c[i] for i in dc] + [x[j] for j in dx] + [v[j] for j in dv], tc + tx + tv)
+            return (list(outs[:nc]) + [tans[i] for i in dc] + list(outs[nc:]) + list(tans[nc:]))
+
+        tc0 = [tan[i] if i in tan else mx.zeros(carry[i].shape, carry[i].dtype) for i in dc]
+        res = build_scan(self.body, new_body, carry + tc0, xs + [tan[nc + j] for j in dx],
+                         inv + [tan[nc + nx + j] for j in dv], self.length, self.reverse, self.save,
+                         nc + ndc)
+        tcs = dict(zip(dc, res[nc:nc + ndc]))
+        base = nc + ndc
+        tys = res[base + ny:base + 2 * ny]
+        out = [tcs.get(i) if i in tcs else mx.zeros(outputs[i].shape, outputs[i].dtype) for i in range(nc)]
+        out += list(tys)
+        if self.save:
+            st = res[base + 2 * ny:]
+            tst = dict(zip(dc, st[nc:]))
+            out += [tst.get(i) if i in tst else mx.zeros(outputs[nc + ny + i].shape, outputs[nc + ny + i].dtype)
+                    for i in range(nc)]
+        return out
+
+    def vmap(self, inputs, axes):
+        nc, nx = self.n_carry, self.n_xs
+        size = _batch_size(inputs, axes)
+        carry = [_to_batch0(x, a, size) for x, a in zip(inputs[:nc], axes[:nc])]
+        xs, x_axes = [], []
+        for x, a in zip(inputs[nc:nc + nx], axes[nc:nc + nx]):
+            # the scanned axis stays first; the batch axis goes second
+            xs.append(x if a is None or a == 1 else mx.moveaxis(x, a, 1))
+            x_axes.append(None if a is None else 0)
+        inv, inv_axes = list(inputs[nc + nx:]), list(axes[nc + nx:])
+        f_body = self.closed()
+        in_axes = [0] * nc + x_axes + inv_axes
+
+        def new_body(*a):
+            return _vmap_call(f_body, a, in_axes, size)
+
+        outs = build_scan(self.body, new_body, carry, xs, inv, self.length, self.reverse, self.save, nc)
+        ny = self.n_ys
+        return outs, [0] * nc + [1] * ny + ([1] * nc if self.save else [])
+
+    def vjp(self, primals, cotangents, argnums, outputs):
+        nc, nx, ny = self.n_carry, self.n_xs, self.n_ys
+        carry, xs, inv = list(primals[:nc]), list(primals[nc:nc + nx]), list(primals[nc + nx:])
+        if self.save:
+            stacks = list(outputs[nc + ny:])
+            dstack = list(cotangents[nc + ny:])
+        else:
+            stacks = self._saving_forward(primals, outputs)
+            dstack = []
+        dc = [i for i in range(nc) if _inexact(carry[i])]
+        dx = [j for j in range(nx) if nc + j in argnums and _inexact(xs[j])]
+        dv = [j for j in range(len(inv)) if nc + nx + j in argnums and _inexact(inv[j])]
+        ndc, ndx, ndv, nv = len(dc), len(dx), len(dv), len(inv)
+        f_body = self.closed()
+        dys = list(cotangents[nc:nc + ny])
+        ds = [dstack[i] for i in dc] if dstack else []
+
+        def bwd(*a):
+            # carry: (dc, acc); xs: (c_t, x_t, dy_t, dstack_t); consts: inv
+            g_c, acc = list(a[:ndc]), list(a[ndc:ndc + ndv])
+            k = ndc + ndv
+            c, x = list(a[k:k + nc]), list(a[k + nc:k + nc + nx])
+            k += nc + nx
+            dy, dst = list(a[k:k + ny]), list(a[k + ny:k + ny + len(ds)])
+            v = list(a[k + ny + len(ds):])
+
+            def f(*d):
+                cc = _replace_at(c, dc, d[:ndc])
+                xx = _replace_at(x, dx, d[ndc:ndc + ndx])
+                vv = _replace_at(v, dv, d[ndc + ndx:])
+                return f_body(*(cc + xx + vv))
+
+            cts = [mx.zeros(cv.shape, cv.dtype) for cv in c]
+            for i, g in zip(dc, g_c):
+                cts[i] = g
+            _, grads = mx.vjp(f, [c[i] for i in dc] + [x[j] for j in dx] + [v[j] for j in dv], cts + dy)
+            new_c = list(grads[:ndc])
+            if dst:
+                new_c = [g + s for g, s in zip(new_c, dst)]
+            new_acc = [a_ + g for a_, g in zip(acc, grads[ndc + ndx:])]
+            return new_c + new_acc + list(grads[ndc:ndc + ndx])
+
+        c0 = [cotangents[i] for i in dc] + [mx.zeros(inv[j].shape, inv[j].dtype) for j in dv]
+        res = build_scan(self.body, bwd, c0, stacks + xs + dys + ds, inv, self.length, not self.reverse,
+                         False, ndc + ndv)
+        g_c = dict(zip(dc, res[:ndc]))
+        g_v = dict(zip(dv, res[ndc:ndc + ndv]))
+        g_x = dict(zip(dx, res[ndc + ndv:]))
+        out = []
+        for i in argnums:
+            if i < nc:
+                g = g_c.get(i)
+                like = carry[i]
+            elif i < nc + nx:
+                g = g_x.get(i - nc)
+                like = xs[i - nc]
+            else:
+                g = g_v.get(i - nc - nx)
+                like = inv[i - nc - nx]
+            out.append(g if g is not None else mx.zeros(like.shape, like.dtype))
+        return out
+
+    def _saving_forward(self, primals, outputs) -> list:
+        """The carries entering each step: from a saving twin of this scan.
+
+        When this node's outputs are still to compute, they are re-pointed at
+        the twin's (as copies), so the forward pass runs once and also keeps
+        what the backward pass needs.
+        """
+        twin = dataclasses.replace(self, save=True)
+        outs = _build(twin, list(primals), twin._out_shapes(), twin._out_dtypes())
+        n = len(outputs)
+        if all(o._buf is None for o in outputs):
+            for old, new in zip(outputs, outs[:n]):
+                old._prim = _COPY
+                old._inputs = (new,)
+                old._sibs = None
+        return outs[n:]
+
+
+def build_scan(tracer, fn, carry, xs, consts, length, reverse, save, n_carry) -> list:
+    """Trace ``fn(*carry, *x_t, *consts)`` (returning carry + ys) into one Scan node."""
+    x_avals = [(x._shape[1:], x._dtype, x._stream) for x in xs]
+    avals = _avals(carry) + x_avals + _avals(consts)
+    body = tracer.trace(fn, avals, "scan body")
+    prim = Scan(body, len(carry), len(xs), len(consts), int(length), bool(reverse), bool(save))
+    assert n_carry == len(carry)
+    inputs = list(carry) + list(xs) + list(consts) + list(body.captured)
+    return _build(prim, inputs, prim._out_shapes(), prim._out_dtypes())
+
+
+__all__ = ["Switch", "While", "WhileVJP", "Scan", "build_switch", "build_while", "build_scan"]
+_ = array
