@@ -27,7 +27,7 @@ import math
 import kiln.core as mx
 
 from ..core.array import array
-from ..core.device import current_stream
+from ..core.device import current_stream, memory
 from ..core.primitives.base import Primitive, primitive
 from ..core.primitives.misc import Copy
 
@@ -391,6 +391,9 @@ class WhileVJP(Primitive):
         cts = list(rest[:len(self.dc)])
         bcaps = list(rest[len(self.dc):])
         every = 1 if fwd.max_iters is None else max(1, math.isqrt(max(fwd.max_iters - 1, 0)) + 1)
+        # The saved carries live only inside this eval; they are counted in the
+        # memory statistics while held, so get_peak_memory shows them.
+        held = _Held(sum(c.nbytes for c in carry))
         checkpoints = [carry]
         n, limit = 0, fwd.max_iters
         while (limit is None or n < limit) and fwd.test(xp, carry, inv):
@@ -398,19 +401,26 @@ class WhileVJP(Primitive):
             n += 1
             if n % every == 0:
                 checkpoints.append(carry)
+                held.add()
         acc = None
         n_dc = len(self.dc)
         for seg in range((n + every - 1) // every - 1, -1, -1):
             c = checkpoints[seg]
+            del checkpoints[seg:]  # later checkpoints are done with (still counted until release)
             seg_carries = [c]
             for _ in range(seg * every + 1, min(n, (seg + 1) * every)):
                 c = fwd.step(xp, c, inv)
                 seg_carries.append(c)
-            for c in reversed(seg_carries):
+                held.add()
+            while seg_carries:
+                c = seg_carries.pop()
+                if seg_carries or seg:  # every carry but the input was counted when saved
+                    held.drop()
                 out = self.bwd.run(xp, c + inv + cts + bcaps)
                 cts = list(out[:n_dc])
                 d = out[n_dc:]
                 acc = list(d) if acc is None else [a + b for a, b in zip(acc, d)]
+        held.release()
         if acc is None:  # zero trips: the invariants get zero cotangents
             acc = [xp.zeros(s, dtype=d.np) for s, d in zip(self.bwd.out_shapes[n_dc:], self.bwd.out_dtypes[n_dc:])]
         return _single(cts + acc)
@@ -437,6 +447,29 @@ class WhileVJP(Primitive):
         outs = _while_vjp_node(bfwd, carry, inv, cts, list(self.dinv))
         out_axes = [0] * n_dc + [fax[nc + j] for j in self.dinv]
         return outs, out_axes
+
+
+class _Held:
+    """Bytes of carries an eval holds, added to (and removed from) the memory counters."""
+
+    def __init__(self, nbytes: int):
+        self.nbytes = nbytes
+        self.count = 0
+
+    def add(self) -> None:
+        self.count += 1
+        memory.active += self.nbytes
+        if memory.active > memory.peak:
+            memory.peak = memory.active
+
+    def drop(self) -> None:
+        if self.count:
+            self.count -= 1
+            memory.active -= self.nbytes
+
+    def release(self) -> None:
+        memory.active -= self.nbytes * self.count
+        self.count = 0
 
 
 def build_while_prim(tracer, cond_fn, body_fn, carry, consts, max_iters):

@@ -134,19 +134,20 @@ def _conform_to(what: str, role: str, tree, spec, likes, paths, ref_role: str) -
     import kiln.core as mx
 
     leaves, _, got = _flatten(tree, "out", what, scalars=True)
+    head = role[0].upper() + role[1:]
     if got != spec:
-        raise ValueError(f"[{what}] {role} has the tree structure {_spec_str(got)}, but {ref_role} has "
+        raise ValueError(f"[{what}] {head} has the tree structure {_spec_str(got)}, but {ref_role} has "
                          f"{_spec_str(spec)}; they must match.")
     out = []
     for leaf, like, path in zip(leaves, likes, paths):
         if not isinstance(leaf, array):
             leaf = mx.array(leaf, dtype=like._dtype)
         if leaf._shape != like._shape:
-            raise ValueError(f"[{what}] {role} changes the shape of {path}: {_shape_str(like._shape)} in "
+            raise ValueError(f"[{what}] {head} changes the shape of {path}: {_shape_str(like._shape)} in "
                              f"{ref_role} but {_shape_str(leaf._shape)} in {role}.")
         if leaf._dtype is not like._dtype:
-            raise TypeError(f"[{what}] {role} changes the dtype of {path}: {like._dtype} in {ref_role} "
-                            f"but {leaf._dtype} in {role}. Cast it (e.g. with .astype) to keep it fixed.")
+            raise TypeError(f"[{what}] {head} changes the dtype of {path}: {like._dtype.name} in {ref_role} "
+                            f"but {leaf._dtype.name} in {role}. Cast it (e.g. with .astype) to keep it fixed.")
         out.append(leaf)
     return out
 
@@ -208,7 +209,7 @@ def switch(index, branches: Sequence[Callable], *operands):
             raise TypeError(f"[switch] branches[{k}] is a {type(b).__name__}, not a function.")
     i = _scalar_index(index, "switch", "index")
     if not (i.dtype.is_integer or i.dtype is mx.bool_):
-        raise TypeError(f"[switch] The index must be an integer scalar, but it has dtype {i.dtype}.")
+        raise TypeError(f"[switch] The index must be an integer scalar, but it has dtype {i.dtype.name}.")
     if i.dtype is not mx.int32:
         i = mx.astype(i, mx.int32)
     return _switch(i, list(branches), operands, "switch", [f"branches[{k}]" for k in range(len(branches))])
@@ -312,7 +313,7 @@ def fori_loop(lower, upper, body_fun: Callable, init_val):
     hi = _scalar_index(upper, "fori_loop", "upper bound")
     for b, n in ((lo, "lower"), (hi, "upper")):
         if not b.dtype.is_integer:
-            raise TypeError(f"[fori_loop] The {n} bound must be an integer, but it has dtype {b.dtype}.")
+            raise TypeError(f"[fori_loop] The {n} bound must be an integer, but it has dtype {b.dtype.name}.")
     dt = mx.promote_types(lo.dtype, hi.dtype) if hasattr(mx, "promote_types") else lo.dtype
     lo, hi = mx.astype(lo, dt), mx.astype(hi, dt)
 
@@ -354,6 +355,9 @@ def scan(f: Callable, init, xs, length: Optional[int] = None, reverse: bool = Fa
 
 def _scan(f, init, xs, length, reverse, what, role, ref_role):
     c_leaves, c_paths, c_spec = _flatten(init, ref_role, what)
+    if what == "fori_loop":  # the carry is (index, init_val): name the user's leaves
+        c_paths = ["the loop index" if p == "init_val[0]" else "init_val" + p[len("init_val[1]"):]
+                   for p in c_paths]
     x_leaves, x_paths, x_spec = _flatten(xs, "xs", what)
     n = length
     for x, p in zip(x_leaves, x_paths):
