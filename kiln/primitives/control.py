@@ -545,6 +545,10 @@ class Scan(Primitive):
         ydtypes = self.body.out_dtypes[nc:]
         ys = [xp.empty((T,) + tuple(s), dtype=d.np) for s, d in zip(yshapes, ydtypes)]
         stacks = [xp.empty((T,) + tuple(c.shape), dtype=c.dtype) for c in carry] if self.save else []
+        # Counted while the loop runs, so the peak shows them even inside a compiled plan
+        # (whose intermediates the counters do not see); eval's caller counts the outputs after.
+        held = _Held(sum(b.nbytes for b in ys + stacks))
+        held.add()
         run = self.body.run
         for t in (range(T - 1, -1, -1) if self.reverse else range(T)):
             if stacks:
@@ -554,6 +558,7 @@ class Scan(Primitive):
             carry = list(out[:nc])
             for y, v in zip(ys, out[nc:]):
                 y[t] = v
+        held.release()
         return _single(carry + ys + stacks)
 
     def output_shapes(self, inputs):
