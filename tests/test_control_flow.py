@@ -430,3 +430,19 @@ def test_errors(name, exc, match, fn):
 
 
 _ = dataclasses
+
+
+def test_shapeless_compile_refuses_new_shapes():
+    cf = mx.compile(lambda xs: mx.scan(lambda c, x: (c + x, c), mx.zeros(2), xs), shapeless=True)
+    xs = mx.ones((3, 2))
+    c, ys = cf(xs)
+    np.testing.assert_array_equal(np.array(c), [3.0, 3.0])
+    with pytest.raises(ValueError, match=r"\[scan\] The body was traced for input shapes"):
+        cf(mx.ones((5, 2)))
+
+
+def test_python_predicate_and_index():
+    x = mx.array([1.0, -2.0])
+    np.testing.assert_array_equal(np.array(mx.cond(True, lambda a: a * 3, lambda a: a, x)), [3.0, -6.0])
+    np.testing.assert_array_equal(np.array(mx.switch(7, [lambda a: a, lambda a: -a], x)), [-1.0, 2.0])
+    np.testing.assert_array_equal(np.array(mx.switch(-3, [lambda a: a, lambda a: -a], x)), [1.0, -2.0])

@@ -8,7 +8,7 @@ transform:
 * ``body.run(xp, bufs)`` evaluates the traced plan on buffers (a tuple out),
 * ``body.graph(arrays)`` rebuilds the traced graph with ordinary nodes,
 * ``body.trace(fn, avals, name)`` traces a new body (used by the rules),
-* ``body.captured``, ``body.out_shapes``, ``body.out_dtypes``.
+* ``body.captured``, ``body.in_shapes``, ``body.out_shapes``, ``body.out_dtypes``.
 
 A primitive's inputs are its explicit operands followed by the arrays each
 body captured (closed-over arrays and constants made inside the body), in
@@ -88,6 +88,15 @@ def _vmap_call(fn, args, axes, size):
     return list(outs)
 
 
+def _check_shapes(name: str, got, want) -> None:
+    """Shapeless compile replays a graph on new shapes; a traced body cannot follow them."""
+    got = [tuple(g) for g in got]
+    want = [tuple(w) for w in want]
+    if got != want:
+        raise ValueError(f"[{name}] The body was traced for input shapes {want}, not {got}: control flow "
+                         "cannot be replayed on new shapes (compile it with shapeless=False).")
+
+
 def _replace_at(base, idx, vals) -> list:
     out = list(base)
     for i, v in zip(idx, vals):
@@ -118,6 +127,8 @@ class Switch(Primitive):
         return _single(out)
 
     def output_shapes(self, inputs):
+        want = list(self.branches[0].in_shapes) + [c._shape for b in self.branches for c in b.captured]
+        _check_shapes("switch", [i.shape for i in inputs[1:]], want)
         return [tuple(s) for s in self.branches[0].out_shapes]
 
     def closed(self, k):
@@ -254,6 +265,8 @@ class While(Primitive):
         return _single(carry)
 
     def output_shapes(self, inputs):
+        want = list(self.body.in_shapes) + [c._shape for c in self.cond.captured + self.body.captured]
+        _check_shapes("while_loop", [i.shape for i in inputs], want)
         return [i.shape for i in inputs[:self.n_carry]]
 
     def closed(self):
@@ -562,6 +575,11 @@ class Scan(Primitive):
         return _single(carry + ys + stacks)
 
     def output_shapes(self, inputs):
+        nc, nx = self.n_carry, self.n_xs
+        ins = self.body.in_shapes
+        want = (list(ins[:nc]) + [(self.length,) + tuple(s) for s in ins[nc:nc + nx]] + list(ins[nc + nx:])
+                + [c._shape for c in self.body.captured])
+        _check_shapes("scan", [i.shape for i in inputs], want)
         return [tuple(s) for s in self._out_shapes()]
 
     def _out_shapes(self):

@@ -41,6 +41,7 @@ class Body:
         self.plan = _Plan(phs, len(phs), outs, None, len(outs), [], False, name)
         self.n_in = len(phs)
         self.captured = list(self.plan.captured)
+        self.in_shapes = [p._shape for p in phs]
         self.out_shapes = [tuple(s) for s in self.plan.out_shapes]
         self.out_dtypes = list(self.plan.out_dtypes)
 
