@@ -21,14 +21,14 @@ again control-flow primitives that every transformation can walk.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import kiln.core as mx
 
-from ..core.array import array
+from ..core.array import _make, _make_multi, array
 from ..core.device import current_stream, memory
 from ..core.primitives.base import Primitive, primitive
+from ..core.graph import applications
 from ..core.primitives.misc import Copy
 
 _COPY = Copy()
@@ -530,8 +530,7 @@ class Scan(Primitive):
 
     Inputs ``[*carry, *xs, *consts, *body.captured]``; ``body`` takes
     ``carry + x[t] + consts + captured`` and returns ``carry + y``. Outputs the
-    final carry and the stacked ys, then, when ``save``, the stacked carries
-    entering each step (what reverse mode needs).
+    final carry, then the ys stacked along a new leading axis.
     """
 
     body: object
@@ -540,7 +539,6 @@ class Scan(Primitive):
     n_consts: int
     length: int
     reverse: bool = False
-    save: bool = False
 
     @property
     def n_ys(self) -> int:
@@ -548,31 +546,26 @@ class Scan(Primitive):
 
     @property
     def n_outputs(self) -> int:
-        return self.n_carry + self.n_ys + (self.n_carry if self.save else 0)
+        return len(self.body.out_shapes)
 
     def eval(self, xp, *bufs):
         nc, nx = self.n_carry, self.n_xs
         carry, xs, inv = list(bufs[:nc]), bufs[nc:nc + nx], list(bufs[nc + nx:])
         T = self.length
-        yshapes = self.body.out_shapes[nc:]
-        ydtypes = self.body.out_dtypes[nc:]
-        ys = [xp.empty((T,) + tuple(s), dtype=d.np) for s, d in zip(yshapes, ydtypes)]
-        stacks = [xp.empty((T,) + tuple(c.shape), dtype=c.dtype) for c in carry] if self.save else []
+        ys = [xp.empty((T,) + tuple(s), dtype=d.np)
+              for s, d in zip(self.body.out_shapes[nc:], self.body.out_dtypes[nc:])]
         # Counted while the loop runs, so the peak shows them even inside a compiled plan
         # (whose intermediates the counters do not see); eval's caller counts the outputs after.
-        held = _Held(sum(b.nbytes for b in ys + stacks))
+        held = _Held(sum(b.nbytes for b in ys))
         held.add()
         run = self.body.run
         for t in (range(T - 1, -1, -1) if self.reverse else range(T)):
-            if stacks:
-                for s, c in zip(stacks, carry):
-                    s[t] = c
             out = run(xp, carry + [x[t] for x in xs] + inv)
             carry = list(out[:nc])
             for y, v in zip(ys, out[nc:]):
                 y[t] = v
         held.release()
-        return _single(carry + ys + stacks)
+        return _single(carry + ys)
 
     def output_shapes(self, inputs):
         nc, nx = self.n_carry, self.n_xs
@@ -584,14 +577,10 @@ class Scan(Primitive):
 
     def _out_shapes(self):
         nc, T = self.n_carry, self.length
-        shapes = list(self.body.out_shapes[:nc]) + [(T,) + tuple(s) for s in self.body.out_shapes[nc:]]
-        if self.save:
-            shapes += [(T,) + tuple(s) for s in self.body.out_shapes[:nc]]
-        return shapes
+        return list(self.body.out_shapes[:nc]) + [(T,) + tuple(s) for s in self.body.out_shapes[nc:]]
 
     def _out_dtypes(self):
-        d = list(self.body.out_dtypes)
-        return d + (d[:self.n_carry] if self.save else [])
+        return list(self.body.out_dtypes)
 
     def closed(self):
         """The body as a function of ``(*carry, *x_t, *inv)``."""
@@ -605,14 +594,15 @@ class Scan(Primitive):
         dc = [i for i in range(nc) if _inexact(carry[i])]
         dx = [j for j in range(nx) if nc + j in tan and _inexact(xs[j])]
         dv = [j for j in range(len(inv)) if nc + nx + j in tan and _inexact(inv[j])]
-        ndc, ndx, ndv, nv = len(dc), len(dx), len(dv), len(inv)
+        ndc, ndx, nv = len(dc), len(dx), len(inv)
         f_body = self.closed()
-        ny = self.n_ys
 
         def new_body(*a):
             c, tc = list(a[:nc]), list(a[nc:nc + ndc])
-            x, tx = list(a[nc + ndc:nc + ndc + nx]), list(a[nc + ndc + nx:nc + ndc + nx + ndx])
-            v, tv = list(a[nc + ndc + nx + ndx:nc + ndc + nx + ndx + nv]), list(a[nc + ndc + nx + ndx + nv:])
+            k = nc + ndc
+            x, tx = list(a[k:k + nx]), list(a[k + nx:k + nx + ndx])
+            k += nx + ndx
+            v, tv = list(a[k:k + nv]), list(a[k + nv:])
 
             def f(*d):
                 cc = _replace_at(c, dc, d[:ndc])
@@ -621,23 +611,15 @@ class Scan(Primitive):
                 return f_body(*(cc + xx + vv))
 
             outs, tans = mx.jvp(f, [c[i] for i in dc] + [x[j] for j in dx] + [v[j] for j in dv], tc + tx + tv)
-            return (list(outs[:nc]) + [tans[i] for i in dc] + list(outs[nc:]) + list(tans[nc:]))
+            return list(outs[:nc]) + [tans[i] for i in dc] + list(outs[nc:]) + list(tans[nc:])
 
         tc0 = [tan[i] if i in tan else mx.zeros(carry[i].shape, carry[i].dtype) for i in dc]
         res = build_scan(self.body, new_body, carry + tc0, xs + [tan[nc + j] for j in dx],
-                         inv + [tan[nc + nx + j] for j in dv], self.length, self.reverse, self.save,
-                         nc + ndc)
+                         inv + [tan[nc + nx + j] for j in dv], self.length, self.reverse)
         tcs = dict(zip(dc, res[nc:nc + ndc]))
-        base = nc + ndc
-        tys = res[base + ny:base + 2 * ny]
-        out = [tcs.get(i) if i in tcs else mx.zeros(outputs[i].shape, outputs[i].dtype) for i in range(nc)]
-        out += list(tys)
-        if self.save:
-            st = res[base + 2 * ny:]
-            tst = dict(zip(dc, st[nc:]))
-            out += [tst.get(i) if i in tst else mx.zeros(outputs[nc + ny + i].shape, outputs[nc + ny + i].dtype)
-                    for i in range(nc)]
-        return out
+        ny = self.n_ys
+        out = [tcs[i] if i in tcs else mx.zeros(outputs[i].shape, outputs[i].dtype) for i in range(nc)]
+        return out + list(res[nc + ndc + ny:nc + ndc + 2 * ny])
 
     def vmap(self, inputs, axes):
         nc, nx = self.n_carry, self.n_xs
@@ -655,100 +637,155 @@ class Scan(Primitive):
         def new_body(*a):
             return _vmap_call(f_body, a, in_axes, size)
 
-        outs = build_scan(self.body, new_body, carry, xs, inv, self.length, self.reverse, self.save, nc)
-        ny = self.n_ys
-        return outs, [0] * nc + [1] * ny + ([1] * nc if self.save else [])
+        outs = build_scan(self.body, new_body, carry, xs, inv, self.length, self.reverse)
+        return outs, [0] * nc + [1] * self.n_ys
 
     def vjp(self, primals, cotangents, argnums, outputs):
         nc, nx, ny = self.n_carry, self.n_xs, self.n_ys
         carry, xs, inv = list(primals[:nc]), list(primals[nc:nc + nx]), list(primals[nc + nx:])
-        if self.save:
-            stacks = list(outputs[nc + ny:])
-            dstack = list(cotangents[nc + ny:])
-        else:
-            stacks = self._saving_forward(primals, outputs)
-            dstack = []
         dc = [i for i in range(nc) if _inexact(carry[i])]
         dx = [j for j in range(nx) if nc + j in argnums and _inexact(xs[j])]
         dv = [j for j in range(len(inv)) if nc + nx + j in argnums and _inexact(inv[j])]
-        ndc, ndx, ndv, nv = len(dc), len(dx), len(dv), len(inv)
-        f_body = self.closed()
-        dys = list(cotangents[nc:nc + ny])
-        ds = [dstack[i] for i in dc] if dstack else []
-
-        def bwd(*a):
-            # carry: (dc, acc); xs: (c_t, x_t, dy_t, dstack_t); consts: inv
-            g_c, acc = list(a[:ndc]), list(a[ndc:ndc + ndv])
-            k = ndc + ndv
-            c, x = list(a[k:k + nc]), list(a[k + nc:k + nc + nx])
-            k += nc + nx
-            dy, dst = list(a[k:k + ny]), list(a[k + ny:k + ny + len(ds)])
-            v = list(a[k + ny + len(ds):])
-
-            def f(*d):
-                cc = _replace_at(c, dc, d[:ndc])
-                xx = _replace_at(x, dx, d[ndc:ndc + ndx])
-                vv = _replace_at(v, dv, d[ndc + ndx:])
-                return f_body(*(cc + xx + vv))
-
-            cts = [mx.zeros(cv.shape, cv.dtype) for cv in c]
-            for i, g in zip(dc, g_c):
-                cts[i] = g
-            _, grads = mx.vjp(f, [c[i] for i in dc] + [x[j] for j in dx] + [v[j] for j in dv], cts + dy)
-            new_c = list(grads[:ndc])
-            if dst:
-                new_c = [g + s for g, s in zip(new_c, dst)]
-            new_acc = [a_ + g for a_, g in zip(acc, grads[ndc + ndx:])]
-            return new_c + new_acc + list(grads[ndc:ndc + ndx])
-
+        split = _Residuals(self, carry, xs, inv, dc, dx, dv)
+        # The forward scan again, also stacking the residuals the backward pass reads
+        # (values of the body's VJP that do not depend on cotangents).
+        twin = build_scan(self.body, split.forward, carry, xs, inv, self.length, self.reverse)
+        n = len(outputs)
+        if all(o._buf is None for o in outputs):
+            # This node's outputs are still to compute: make them copies of the twin's,
+            # so one forward loop gives both the value and the residuals.
+            for old, new in zip(outputs, twin[:n]):
+                old._prim = _COPY
+                old._inputs = (new,)
+                old._sibs = None
+        stacks = twin[n:]
+        ndc, ndv = len(dc), len(dv)
         c0 = [cotangents[i] for i in dc] + [mx.zeros(inv[j].shape, inv[j].dtype) for j in dv]
-        res = build_scan(self.body, bwd, c0, stacks + xs + dys + ds, inv, self.length, not self.reverse,
-                         False, ndc + ndv)
+        res = build_scan(self.body, split.backward, c0, stacks + xs + list(cotangents[nc:nc + ny]), inv,
+                         self.length, not self.reverse)
         g_c = dict(zip(dc, res[:ndc]))
         g_v = dict(zip(dv, res[ndc:ndc + ndv]))
         g_x = dict(zip(dx, res[ndc + ndv:]))
         out = []
         for i in argnums:
             if i < nc:
-                g = g_c.get(i)
-                like = carry[i]
+                g, like = g_c.get(i), carry[i]
             elif i < nc + nx:
-                g = g_x.get(i - nc)
-                like = xs[i - nc]
+                g, like = g_x.get(i - nc), xs[i - nc]
             else:
-                g = g_v.get(i - nc - nx)
-                like = inv[i - nc - nx]
+                g, like = g_v.get(i - nc - nx), inv[i - nc - nx]
             out.append(g if g is not None else mx.zeros(like.shape, like.dtype))
         return out
 
-    def _saving_forward(self, primals, outputs) -> list:
-        """The carries entering each step: from a saving twin of this scan.
 
-        When this node's outputs are still to compute, they are re-pointed at
-        the twin's (as copies), so the forward pass runs once and also keeps
-        what the backward pass needs.
-        """
-        twin = dataclasses.replace(self, save=True)
-        outs = _build(twin, list(primals), twin._out_shapes(), twin._out_dtypes())
-        n = len(outputs)
-        if all(o._buf is None for o in outputs):
-            for old, new in zip(outputs, outs[:n]):
-                old._prim = _COPY
-                old._inputs = (new,)
-                old._sibs = None
-        return outs[n:]
+class _Residuals:
+    """The VJP of one scan step, split into what the forward pass can compute and save
+    (no cotangent needed: the residuals) and the rest, for the backward pass.
+
+    The step's VJP ``J(c, x, inv, dc, dy)`` is traced once; nodes that do not
+    depend on the cotangent placeholders form the forward part, and those of
+    them that the other part reads are stacked by the forward scan (the carry
+    itself only where the VJP reads it), so the backward pass recomputes nothing.
+    """
+
+    def __init__(self, scan: Scan, carry, xs, inv, dc, dx, dv):
+        nc, nx, nv, ny = scan.n_carry, scan.n_xs, len(inv), scan.n_ys
+        f_body = scan.closed()
+        self.f_body, self.nc, self.nx, self.nv, self.ny = f_body, nc, nx, nv, ny
+        self.dc, self.dx, self.dv = dc, dx, dv
+        ndc, ndx = len(dc), len(dx)
+
+        def joint(*a):
+            c, x, v = list(a[:nc]), list(a[nc:nc + nx]), list(a[nc + nx:nc + nx + nv])
+            g_c, dy = list(a[nc + nx + nv:nc + nx + nv + ndc]), list(a[nc + nx + nv + ndc:])
+
+            def f(*d):
+                return f_body(*(_replace_at(c, dc, d[:ndc]) + _replace_at(x, dx, d[ndc:ndc + ndx])
+                                + _replace_at(v, dv, d[ndc + ndx:])))
+
+            cts = [mx.zeros(cv.shape, cv.dtype) for cv in c]
+            for i, g in zip(dc, g_c):
+                cts[i] = g
+            _, grads = mx.vjp(f, [c[i] for i in dc] + [x[j] for j in dx] + [v[j] for j in dv], cts + dy)
+            return list(grads)
+
+        x_avals = [(x._shape[1:], x._dtype, x._stream) for x in xs]
+        dy_avals = [(tuple(s), d, carry[0]._stream if carry else xs[0]._stream if xs else None)
+                    for s, d in zip(scan.body.out_shapes[nc:], scan.body.out_dtypes[nc:])]
+        avals = _avals(carry) + x_avals + _avals(inv) + [_avals([carry[i]])[0] for i in dc] + dy_avals
+        jb = scan.body.trace(joint, avals, "scan step VJP")
+        plan = jb.plan
+        phs = plan.placeholders
+        self.phs_c = phs[:nc]
+        self.phs_xv = phs[nc:nc + nx + nv]
+        self.phs_ct = phs[nc + nx + nv:]
+        ct = {id(p) for p in self.phs_ct}
+        xv = {id(p) for p in self.phs_xv}
+        outside = {id(c) for c in plan.captured} | xv
+        primal, tangent = [], []
+        for node, group in applications(plan.tape):
+            if any(id(i) in ct for i in node._inputs):
+                ct.update(id(s) for s in group)
+                tangent.append((node, group))
+            else:
+                primal.append((node, group))
+        residuals, seen = [], set()
+        for node, _ in tangent:
+            for i in node._inputs:
+                if id(i) not in ct and id(i) not in outside and id(i) not in seen:
+                    seen.add(id(i))
+                    residuals.append(i)
+        for o in plan.outputs:
+            if id(o) not in ct and id(o) not in outside and id(o) not in seen:
+                seen.add(id(o))
+                residuals.append(o)
+        self.primal, self.tangent, self.residuals, self.outputs = primal, tangent, residuals, plan.outputs
+        self.ndc, self.ndx, self.ndv = ndc, ndx, len(dv)
+
+    def forward(self, *a):
+        """``(c, x, inv) -> body outputs + residuals``."""
+        nc, nx, nv = self.nc, self.nx, self.nv
+        env = {id(p): v for p, v in zip(self.phs_c + self.phs_xv, a)}
+        _replay(self.primal, env)
+        return list(self.f_body(*a[:nc + nx + nv])) + [env.get(id(r), r) for r in self.residuals]
+
+    def backward(self, *a):
+        """``(dc, acc; residuals_t, x_t, dy_t; inv) -> (dc, acc + dinv; dx_t)``."""
+        ndc, ndx, ndv, nr = self.ndc, self.ndx, self.ndv, len(self.residuals)
+        nx, ny = self.nx, self.ny
+        g_c, acc = list(a[:ndc]), list(a[ndc:ndc + ndv])
+        k = ndc + ndv
+        res, x, dy, v = a[k:k + nr], a[k + nr:k + nr + nx], a[k + nr + nx:k + nr + nx + ny], a[k + nr + nx + ny:]
+        env = {id(r): val for r, val in zip(self.residuals, res)}
+        env.update((id(p), val) for p, val in zip(self.phs_xv, list(x) + list(v)))
+        env.update((id(p), val) for p, val in zip(self.phs_ct, g_c + list(dy)))
+        _replay(self.tangent, env)
+        grads = [env.get(id(o), o) for o in self.outputs]
+        new_acc = [s + g for s, g in zip(acc, grads[ndc + ndx:])]
+        return list(grads[:ndc]) + new_acc + list(grads[ndc:ndc + ndx])
 
 
-def build_scan(tracer, fn, carry, xs, consts, length, reverse, save, n_carry) -> list:
+def _replay(apps, env) -> None:
+    """Rebuild ``(node, group)`` applications with ordinary nodes on the values in ``env``."""
+    for node, group in apps:
+        ins = tuple(env.get(id(i), i) for i in node._inputs)
+        if node._sibs is None:
+            env[id(node)] = _make(node._shape, node._dtype, node._prim, ins, node._stream)
+        else:
+            outs = _make_multi([s._shape for s in group], [s._dtype for s in group], node._prim, ins,
+                               node._stream)
+            for s, o in zip(group, outs):
+                env[id(s)] = o
+
+
+def build_scan(tracer, fn, carry, xs, consts, length, reverse) -> list:
     """Trace ``fn(*carry, *x_t, *consts)`` (returning carry + ys) into one Scan node."""
     x_avals = [(x._shape[1:], x._dtype, x._stream) for x in xs]
     avals = _avals(carry) + x_avals + _avals(consts)
     body = tracer.trace(fn, avals, "scan body")
-    prim = Scan(body, len(carry), len(xs), len(consts), int(length), bool(reverse), bool(save))
-    assert n_carry == len(carry)
+    prim = Scan(body, len(carry), len(xs), len(consts), int(length), bool(reverse))
     inputs = list(carry) + list(xs) + list(consts) + list(body.captured)
     return _build(prim, inputs, prim._out_shapes(), prim._out_dtypes())
 
 
 __all__ = ["Switch", "While", "WhileVJP", "Scan", "build_switch", "build_while", "build_scan"]
-_ = array

@@ -388,5 +388,5 @@ def _scan(f, init, xs, length, reverse, what, role, ref_role):
         ys["spec"] = y_spec
         return new_c + y_leaves
 
-    outs = build_scan(Body, body, c_leaves, x_leaves, [], int(n), bool(reverse), False, nc)
+    outs = build_scan(Body, body, c_leaves, x_leaves, [], int(n), bool(reverse))
     return _unflatten(c_spec, outs[:nc]), _unflatten(ys["spec"], outs[nc:])
