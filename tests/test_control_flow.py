@@ -452,3 +452,23 @@ def test_python_predicate_and_index():
     np.testing.assert_array_equal(np.array(mx.cond(True, lambda a: a * 3, lambda a: a, x)), [3.0, -6.0])
     np.testing.assert_array_equal(np.array(mx.switch(7, [lambda a: a, lambda a: -a], x)), [-1.0, 2.0])
     np.testing.assert_array_equal(np.array(mx.switch(-3, [lambda a: a, lambda a: -a], x)), [1.0, -2.0])
+
+
+def test_forward_over_reverse_through_while():
+    w = mx.array([0.3, -0.2, 0.5], mx.float64)
+
+    def f(x):
+        c = mx.while_loop(lambda c: c[1].sum() < 3.0, lambda c: (c[0] + 1, mx.sin(c[1]) * w + c[1] * 1.1),
+                          (mx.array(0), x))
+        return (c[1] ** 2).sum()
+
+    def f_ref(x):
+        while x.sum().item() < 3.0:
+            x = mx.sin(x) * w + x * 1.1
+        return (x ** 2).sum()
+
+    x = mx.array([0.1, 0.7, -0.4], mx.float64)
+    np.testing.assert_allclose(np.array(mx.hessian(f)(x)), np.array(mx.hessian(f_ref)(x)), rtol=1e-10)
+    np.testing.assert_allclose(np.array(mx.jacrev(f)(x)), np.array(mx.jacrev(f_ref)(x)), rtol=1e-10)
+    with pytest.raises(NotImplementedError, match=r"\[vjp\] Not implemented for WhileVJP"):
+        mx.grad(lambda x: mx.grad(f)(x).sum())(x)

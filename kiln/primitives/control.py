@@ -312,10 +312,10 @@ class While(Primitive):
         tout = iter(res[nc:])
         return [next(tout) if i in dc else mx.zeros(outputs[i].shape, outputs[i].dtype) for i in range(nc)]
 
-    def batched(self, inputs, axes):
+    def batched(self, inputs, axes, size=None):
         """The vectorised loop: carries batched at 0, finished elements masked."""
         nc = self.n_carry
-        size = _batch_size(inputs, axes)
+        size = _batch_size(inputs, axes) if size is None else size
         carry = [_to_batch0(x, a, size) for x, a in zip(inputs[:nc], axes[:nc])]
         inv, inv_axes = list(inputs[nc:]), list(axes[nc:])
         cond_fn, body_fn = self.closed()
@@ -441,6 +441,52 @@ class WhileVJP(Primitive):
     def output_shapes(self, inputs):
         return [tuple(s) for s in self.bwd.out_shapes]
 
+    def jvp(self, primals, tangents, argnums, outputs):
+        # Forward over reverse: with p the differentiated inputs, the tangent of
+        # J(p)^T ct is grad_p <ct, J(p) t> (a reverse pass through the loop's JVP,
+        # itself a While) plus J(p)^T t_ct (this VJP again, on the cotangents' tangent).
+        fwd = self.fwd
+        nc, n_dc = fwd.n_carry, len(self.dc)
+        n_inv = len(primals) - nc - n_dc - len(self.bwd.captured)
+        carry, inv = list(primals[:nc]), list(primals[nc:nc + n_inv])
+        cts = list(primals[nc + n_inv:nc + n_inv + n_dc])
+        tan = dict(zip(argnums, tangents))
+        dc, dinv = self.dc, list(self.dinv)
+        jv = [j for j in range(n_inv) if nc + j in tan and _inexact(inv[j])]
+        tc = [tan[i] if i in tan else mx.zeros(carry[i].shape, carry[i].dtype) for i in dc]
+        tv = [tan[nc + j] for j in jv]
+        cond_fn, body_fn = fwd.closed()
+
+        def loop(c, v):
+            return build_while(fwd.cond, cond_fn, body_fn, c, v, fwd.max_iters)
+
+        def float_outs(c, v):
+            outs = loop(c, v)
+            return [outs[i] for i in dc]
+
+        p = [carry[i] for i in dc] + [inv[j] for j in dinv]
+        ndc = len(dc)
+        terms = []
+        if any(i in tan for i in dc) or jv:
+            def inner(*d):
+                c, v = _replace_at(carry, dc, d[:ndc]), _replace_at(inv, dinv, d[ndc:])
+                _, t = mx.jvp(lambda *e: float_outs(_replace_at(c, dc, e[:ndc]), _replace_at(v, jv, e[ndc:])),
+                              [c[i] for i in dc] + [v[j] for j in jv], tc + tv)
+                return t
+
+            terms.append(mx.vjp(inner, p, cts)[1])
+        ct_tans = [nc + n_inv + k for k in range(n_dc)]
+        if any(k in tan for k in ct_tans):
+            tct = [tan[k] if k in tan else mx.zeros(c.shape, c.dtype) for k, c in zip(ct_tans, cts)]
+            terms.append(mx.vjp(lambda *d: float_outs(_replace_at(carry, dc, d[:ndc]), _replace_at(inv, dinv, d[ndc:])),
+                                p, tct)[1])
+        if not terms:
+            return [mx.zeros(o.shape, o.dtype) for o in outputs]
+        out = list(terms[0])
+        for t in terms[1:]:
+            out = [a + b for a, b in zip(out, t)]
+        return out
+
     def vmap(self, inputs, axes):
         # vmap of a VJP is the VJP of the vectorised loop (with batched cotangents).
         fwd = self.fwd
@@ -453,7 +499,7 @@ class WhileVJP(Primitive):
             if fax[nc + j] is None:
                 fin[nc + j] = _to_batch0(fin[nc + j], None, size)
                 fax[nc + j] = 0
-        carry, inv, new_cond, new_body = fwd.batched(fin, fax)
+        carry, inv, new_cond, new_body = fwd.batched(fin, fax, size)
         cts = [_to_batch0(x, a, size) for x, a in
                zip(inputs[nc + n_inv:nc + n_inv + n_dc], axes[nc + n_inv:nc + n_inv + n_dc])]
         bfwd = build_while_prim(fwd.cond, new_cond, new_body, carry, inv, fwd.max_iters)
