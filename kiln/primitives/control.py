@@ -29,7 +29,8 @@ from ..core.array import _make, _make_multi, array
 from ..core.device import current_stream, memory
 from ..core.primitives.base import Primitive, primitive
 from ..core.graph import applications
-from ..core.primitives.misc import Copy
+from ..core.primitives.misc import AsType, Copy, StopGradient
+from ..core.primitives.shape import BroadcastTo, Reshape, Transpose
 
 _COPY = Copy()
 
@@ -724,6 +725,10 @@ class Scan(Primitive):
         return out
 
 
+# Primitives cheap enough to recompute in the backward pass rather than stack (views, casts).
+_CHEAP = (Copy, StopGradient, Transpose, Reshape, BroadcastTo, AsType)
+
+
 class _Residuals:
     """The VJP of one scan step, split into what the forward pass can compute and save
     (no cotangent needed: the residuals) and the rest, for the backward pass.
@@ -767,25 +772,37 @@ class _Residuals:
         self.phs_ct = phs[nc + nx + nv:]
         ct = {id(p) for p in self.phs_ct}
         xv = {id(p) for p in self.phs_xv}
+        # Values the backward pass has anyway: captured constants, x[t] and the invariants.
         outside = {id(c) for c in plan.captured} | xv
-        primal, tangent = [], []
+        v_only = {id(c) for c in plan.captured} | {id(p) for p in self.phs_xv[nx:]}
+        saved = {id(p) for p in self.phs_c}  # values to stack if the backward pass reads them
+        primal, back = [], []
         for node, group in applications(plan.tape):
-            if any(id(i) in ct for i in node._inputs):
+            ids = [id(i) for i in node._inputs]
+            if any(i in ct for i in ids):
                 ct.update(id(s) for s in group)
-                tangent.append((node, group))
+                back.append((node, group))
+                continue
+            primal.append((node, group))
+            if not any(i in saved for i in ids) and (all(i in v_only for i in ids) or type(node._prim) in _CHEAP):
+                # Loop-invariant or a view of x[t]: recomputed in the backward pass, not stacked.
+                if all(i in v_only for i in ids):
+                    v_only.update(id(s) for s in group)
+                back.append((node, group))
+                outside.update(id(s) for s in group)
             else:
-                primal.append((node, group))
+                saved.update(id(s) for s in group)
         residuals, seen = [], set()
-        for node, _ in tangent:
+        for node, _ in back:
             for i in node._inputs:
-                if id(i) not in ct and id(i) not in outside and id(i) not in seen:
+                if id(i) in saved and id(i) not in seen:
                     seen.add(id(i))
                     residuals.append(i)
         for o in plan.outputs:
-            if id(o) not in ct and id(o) not in outside and id(o) not in seen:
+            if id(o) in saved and id(o) not in seen:
                 seen.add(id(o))
                 residuals.append(o)
-        self.primal, self.tangent, self.residuals, self.outputs = primal, tangent, residuals, plan.outputs
+        self.primal, self.tangent, self.residuals, self.outputs = primal, back, residuals, plan.outputs
         self.ndc, self.ndx, self.ndv = ndc, ndx, len(dv)
 
     def forward(self, *a):
