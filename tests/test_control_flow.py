@@ -472,3 +472,10 @@ def test_forward_over_reverse_through_while():
     np.testing.assert_allclose(np.array(mx.jacrev(f)(x)), np.array(mx.jacrev(f_ref)(x)), rtol=1e-10)
     with pytest.raises(NotImplementedError, match=r"\[vjp\] Not implemented for WhileVJP"):
         mx.grad(lambda x: mx.grad(f)(x).sum())(x)
+
+
+def test_evaluating_inside_a_body_raises():
+    with pytest.raises(ValueError, match=r"\[scan\] Attempting to eval an array"):
+        mx.scan(lambda c, x: (c + x.item(), None), mx.zeros(()), mx.ones((3,)))
+    with pytest.raises(ValueError, match=r"\[while_loop\] Attempting to eval an array"):
+        mx.while_loop(lambda c: c.item() < 3, lambda c: c + 1, mx.array(0))

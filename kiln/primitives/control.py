@@ -25,7 +25,7 @@ import math
 
 import kiln.core as mx
 
-from ..core.array import _make, _make_multi, array
+from ..core.array import _make, _make_multi
 from ..core.device import current_stream, memory
 from ..core.primitives.base import Primitive, primitive
 from ..core.graph import applications

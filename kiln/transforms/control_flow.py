@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..core.array import array
+from ..core.dtypes import promote_types
 from ..primitives.control import build_scan, build_switch, build_while
 from .compile import _Plan
 from .tracing import placeholder
@@ -32,7 +33,9 @@ class Body:
     """
 
     def __init__(self, fn: Callable, avals, name: str):
-        phs = [placeholder(s, d, "compile", st) for s, d, st in avals]
+        # Placeholders named after the construct: evaluating one inside a body
+        # raises "[scan] Attempting to eval an array during function transformations ...".
+        phs = [placeholder(s, d, name.split()[0], st) for s, d, st in avals]
         outs = list(fn(*phs))
         for o in outs:
             if not isinstance(o, array):  # rules and wrappers return arrays only
@@ -315,7 +318,7 @@ def fori_loop(lower, upper, body_fun: Callable, init_val):
     for b, n in ((lo, "lower"), (hi, "upper")):
         if not b.dtype.is_integer:
             raise TypeError(f"[fori_loop] The {n} bound must be an integer, but it has dtype {b.dtype.name}.")
-    dt = mx.promote_types(lo.dtype, hi.dtype) if hasattr(mx, "promote_types") else lo.dtype
+    dt = promote_types(lo.dtype, hi.dtype)
     lo, hi = mx.astype(lo, dt), mx.astype(hi, dt)
 
     leaves, paths, spec = _flatten(init_val, "init_val", "fori_loop")
