@@ -379,6 +379,7 @@ class WhileVJP(Primitive):
 
     Inputs ``[*carry, *inv, *cotangents of the float carries, *bwd.captured]``;
     outputs the cotangents of the float carries at entry, then of ``inv[dinv]``.
+    Its own jvp/vjp/vmap rules make while_loop differentiable to any order.
     The forward pass records the trip count and checkpoints carries: every
     carry when ``max_iters`` is None, else one every ``ceil(sqrt(max_iters))``
     steps, recomputing each segment in the backward pass (memory
@@ -487,6 +488,46 @@ class WhileVJP(Primitive):
         for t in terms[1:]:
             out = [a + b for a, b in zip(out, t)]
         return out
+
+    def vjp(self, primals, cotangents, argnums, outputs):
+        # Reverse over reverse. G(p, v, ct) = J(p, v)^T ct is linear in ct, so with
+        # u the cotangent of G: dG/dct^T u = J u (the loop's JVP along u), and the
+        # cotangent of p and of the other invariants is grad <ct, J(p, v) u>, a
+        # reverse pass through the loop's JVP.
+        fwd = self.fwd
+        nc, n_dc = fwd.n_carry, len(self.dc)
+        n_inv = len(primals) - nc - n_dc - len(self.bwd.captured)
+        carry, inv = list(primals[:nc]), list(primals[nc:nc + n_inv])
+        cts = list(primals[nc + n_inv:nc + n_inv + n_dc])
+        dc, dinv = self.dc, list(self.dinv)
+        ndc = len(dc)
+        u = [mx.zeros(o.shape, o.dtype) if c is None else c for c, o in zip(cotangents, outputs)]
+        cond_fn, body_fn = fwd.closed()
+
+        def float_outs(c, v):
+            outs = build_while(fwd.cond, cond_fn, body_fn, c, v, fwd.max_iters)
+            return [outs[i] for i in dc]
+
+        want_c = [i for i in argnums if i < nc and i in dc]
+        want_v = [i - nc for i in argnums if nc <= i < nc + n_inv and _inexact(inv[i - nc])]
+        p = [carry[i] for i in want_c] + [inv[j] for j in want_v]
+        nwc = len(want_c)
+        grads = {}
+        if p:
+            def inner(*d):
+                c, v = _replace_at(carry, want_c, d[:nwc]), _replace_at(inv, want_v, d[nwc:])
+                _, t = mx.jvp(lambda *e: float_outs(_replace_at(c, dc, e[:ndc]), _replace_at(v, dinv, e[ndc:])),
+                              [c[i] for i in dc] + [v[j] for j in dinv], u)
+                return t
+
+            g = mx.vjp(inner, p, cts)[1]
+            grads.update(zip(want_c + [nc + j for j in want_v], g))
+        ct_idx = [nc + n_inv + k for k in range(n_dc)]
+        if any(k in argnums for k in ct_idx):
+            _, t = mx.jvp(lambda *e: float_outs(_replace_at(carry, dc, e[:ndc]), _replace_at(inv, dinv, e[ndc:])),
+                          [carry[i] for i in dc] + [inv[j] for j in dinv], u)
+            grads.update(zip(ct_idx, t))
+        return [grads.get(i, mx.zeros(primals[i].shape, primals[i].dtype)) for i in argnums]
 
     def vmap(self, inputs, axes):
         # vmap of a VJP is the VJP of the vectorised loop (with batched cotangents).
