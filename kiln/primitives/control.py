@@ -377,17 +377,21 @@ def build_while(tracer, cond_fn, body_fn, carry, consts, max_iters) -> list:
 class WhileVJP(Primitive):
     """Reverse mode through a While: runs the loop, then its adjoint, in one eval.
 
-    Inputs ``[*carry, *inv, *cotangents of the float carries, *bwd.captured]``;
+    Inputs ``[*carry, *inv, *cotangents of the float carries, *bwd.captured, *fres.captured]``;
+    ``fres`` is the body that also returns the step's residuals (``_Residuals``), ``bwd`` the
+    cotangent part of the step's VJP;
     outputs the cotangents of the float carries at entry, then of ``inv[dinv]``.
     Its own jvp/vjp/vmap rules make while_loop differentiable to any order.
-    The forward pass records the trip count and checkpoints carries: every
-    carry when ``max_iters`` is None, else one every ``ceil(sqrt(max_iters))``
-    steps, recomputing each segment in the backward pass (memory
-    ``O(sqrt(max_iters))`` carries).
+    The forward pass records the trip count and what the backward pass needs:
+    the residuals of every step when ``max_iters`` is None; else the carry
+    entering every ``ceil(sqrt(max_iters))``-th step, each segment being run
+    again for its residuals when the backward pass reaches it (memory about
+    ``sqrt(max_iters)`` carries and one segment of residuals).
     """
 
     fwd: While
     bwd: object
+    fres: object
     dinv: tuple
 
     @property
@@ -398,46 +402,68 @@ class WhileVJP(Primitive):
     def n_outputs(self) -> int:
         return len(self.bwd.out_shapes)
 
+    def _n_caps(self) -> int:
+        return len(self.bwd.captured) + len(self.fres.captured)
+
     def eval(self, xp, *bufs):
         fwd = self.fwd
-        nc, n_inv = fwd.n_carry, len(bufs) - fwd.n_carry - len(self.dc) - len(self.bwd.captured)
+        nc, n_dc = fwd.n_carry, len(self.dc)
+        n_inv = len(bufs) - nc - n_dc - self._n_caps()
         carry, inv = list(bufs[:nc]), list(bufs[nc:nc + n_inv])
-        rest = bufs[nc + n_inv:]
-        cts = list(rest[:len(self.dc)])
-        bcaps = list(rest[len(self.dc):])
-        every = 1 if fwd.max_iters is None else max(1, math.isqrt(max(fwd.max_iters - 1, 0)) + 1)
-        # The saved carries live only inside this eval; they are counted in the
-        # memory statistics while held, so get_peak_memory shows them.
-        held = _Held(sum(c.nbytes for c in carry))
-        checkpoints = [carry]
+        k = nc + n_inv
+        cts = list(bufs[k:k + n_dc])
+        k += n_dc
+        bcaps = list(bufs[k:k + len(self.bwd.captured)])
+        fcaps = list(bufs[k + len(self.bwd.captured):])
+        fres, bwd = self.fres, self.bwd
+
+        def step_saving(c):
+            out = fres.run(xp, c + inv + fcaps)
+            return list(out[:nc]), list(out[nc:])
+
+        every = 0 if fwd.max_iters is None else max(1, math.isqrt(max(fwd.max_iters - 1, 0)) + 1)
+        # What the loop holds lives only inside this eval; it is counted in the
+        # memory statistics while held, so get_peak_memory shows it.
+        res_bytes = sum(math.prod(sh) * d.np.itemsize for sh, d in zip(fres.out_shapes[nc:], fres.out_dtypes[nc:]))
+        held_res = _Held(res_bytes)
+        held_ck = _Held(sum(c.nbytes for c in carry))
+        acc = [xp.zeros(inv[j].shape, dtype=inv[j].dtype) for j in self.dinv]
+
+        def backward(saved, g, acc):
+            while saved:
+                out = bwd.run(xp, g + acc + saved.pop() + inv + bcaps)
+                held_res.drop()
+                g, acc = list(out[:n_dc]), list(out[n_dc:])
+            return g, acc
+
         n, limit = 0, fwd.max_iters
-        while (limit is None or n < limit) and fwd.test(xp, carry, inv):
+        if not every:  # no bound: keep the residuals of every step
+            saved = []
+            while fwd.test(xp, carry, inv):
+                carry, r = step_saving(carry)
+                saved.append(r)
+                held_res.add()
+            cts, acc = backward(saved, cts, acc)
+            return _single(cts + acc)
+        checkpoints = [carry]  # the carry entering every `every`-th step
+        while n < limit and fwd.test(xp, carry, inv):
             carry = fwd.step(xp, carry, inv)
             n += 1
-            if n % every == 0:
+            if n % every == 0 and n < limit:
                 checkpoints.append(carry)
-                held.add()
-        acc = None
-        n_dc = len(self.dc)
+                held_ck.add()
         for seg in range((n + every - 1) // every - 1, -1, -1):
             c = checkpoints[seg]
-            del checkpoints[seg:]  # later checkpoints are done with (still counted until release)
-            seg_carries = [c]
-            for _ in range(seg * every + 1, min(n, (seg + 1) * every)):
-                c = fwd.step(xp, c, inv)
-                seg_carries.append(c)
-                held.add()
-            while seg_carries:
-                c = seg_carries.pop()
-                if seg_carries or seg:  # every carry but the input was counted when saved
-                    held.drop()
-                out = self.bwd.run(xp, c + inv + cts + bcaps)
-                cts = list(out[:n_dc])
-                d = out[n_dc:]
-                acc = list(d) if acc is None else [a + b for a, b in zip(acc, d)]
-        held.release()
-        if acc is None:  # zero trips: the invariants get zero cotangents
-            acc = [xp.zeros(s, dtype=d.np) for s, d in zip(self.bwd.out_shapes[n_dc:], self.bwd.out_dtypes[n_dc:])]
+            saved = []
+            for _ in range(seg * every, min(n, (seg + 1) * every)):
+                c, r = step_saving(c)
+                saved.append(r)
+                held_res.add()
+            cts, acc = backward(saved, cts, acc)
+            del checkpoints[seg:]
+            if seg:
+                held_ck.drop()
+        held_ck.release()
         return _single(cts + acc)
 
     def output_shapes(self, inputs):
@@ -449,7 +475,7 @@ class WhileVJP(Primitive):
         # itself a While) plus J(p)^T t_ct (this VJP again, on the cotangents' tangent).
         fwd = self.fwd
         nc, n_dc = fwd.n_carry, len(self.dc)
-        n_inv = len(primals) - nc - n_dc - len(self.bwd.captured)
+        n_inv = len(primals) - nc - n_dc - self._n_caps()
         carry, inv = list(primals[:nc]), list(primals[nc:nc + n_inv])
         cts = list(primals[nc + n_inv:nc + n_inv + n_dc])
         tan = dict(zip(argnums, tangents))
@@ -496,7 +522,7 @@ class WhileVJP(Primitive):
         # reverse pass through the loop's JVP.
         fwd = self.fwd
         nc, n_dc = fwd.n_carry, len(self.dc)
-        n_inv = len(primals) - nc - n_dc - len(self.bwd.captured)
+        n_inv = len(primals) - nc - n_dc - self._n_caps()
         carry, inv = list(primals[:nc]), list(primals[nc:nc + n_inv])
         cts = list(primals[nc + n_inv:nc + n_inv + n_dc])
         dc, dinv = self.dc, list(self.dinv)
@@ -533,7 +559,7 @@ class WhileVJP(Primitive):
         # vmap of a VJP is the VJP of the vectorised loop (with batched cotangents).
         fwd = self.fwd
         nc, n_dc = fwd.n_carry, len(self.dc)
-        n_inv = len(inputs) - nc - n_dc - len(self.bwd.captured)
+        n_inv = len(inputs) - nc - n_dc - self._n_caps()
         size = _batch_size(inputs, axes)
         fin = list(inputs[:nc + n_inv])
         fax = list(axes[:nc + n_inv])
@@ -584,25 +610,16 @@ def _while_vjp_node(fwd_and_inv, carry, consts, cts, dinv):
     fwd, inv = fwd_and_inv
     nc = fwd.n_carry
     dc = [i for i in range(nc) if _inexact(carry[i])]
-    ndc, ninv = len(dc), len(inv)
     _, body_fn = fwd.closed()
-
-    def bwd(*a):
-        c, v, ct = list(a[:nc]), list(a[nc:nc + ninv]), list(a[nc + ninv:])
-
-        def f(*d):
-            return body_fn(*(_replace_at(c, dc, d[:ndc]) + _replace_at(v, dinv, d[ndc:])))
-
-        full_ct = [mx.zeros(x.shape, x.dtype) for x in c]
-        for i, t in zip(dc, ct):
-            full_ct[i] = t
-        _, grads = mx.vjp(f, [c[i] for i in dc] + [v[j] for j in dinv], full_ct)
-        return list(grads)
-
-    body = fwd.body.trace(bwd, _avals(list(carry) + inv + list(cts)), "while_loop backward")
-    prim = WhileVJP(fwd, body, tuple(dinv))
-    inputs = list(carry) + inv + list(cts) + list(body.captured)
-    return _build(prim, inputs, body.out_shapes, body.out_dtypes)
+    split = _Residuals(fwd.body, body_fn, list(carry), [], inv, [], dc, [], dinv)
+    fres = fwd.body.trace(split.forward, _avals(list(carry) + inv), "while_loop forward")
+    res_avals = [(r._shape, r._dtype, r._stream) for r in split.residuals]
+    acc_avals = _avals([inv[j] for j in dinv])
+    bwd = fwd.body.trace(split.backward, _avals(list(cts)) + acc_avals + res_avals + _avals(inv),
+                         "while_loop backward")
+    prim = WhileVJP(fwd, bwd, fres, tuple(dinv))
+    inputs = list(carry) + inv + list(cts) + list(bwd.captured) + list(fres.captured)
+    return _build(prim, inputs, bwd.out_shapes, bwd.out_dtypes)
 
 
 def build_while_vjp(w: While, carry, inv, cotangents, dinv) -> list:
@@ -734,7 +751,10 @@ class Scan(Primitive):
         dc = [i for i in range(nc) if _inexact(carry[i])]
         dx = [j for j in range(nx) if nc + j in argnums and _inexact(xs[j])]
         dv = [j for j in range(len(inv)) if nc + nx + j in argnums and _inexact(inv[j])]
-        split = _Residuals(self, carry, xs, inv, dc, dx, dv)
+        stream = carry[0]._stream if carry else xs[0]._stream if xs else None
+        x_avals = [(x._shape[1:], x._dtype, x._stream) for x in xs]
+        y_avals = [(tuple(s), d, stream) for s, d in zip(self.body.out_shapes[nc:], self.body.out_dtypes[nc:])]
+        split = _Residuals(self.body, self.closed(), carry, x_avals, inv, y_avals, dc, dx, dv)
         # The forward scan again, also stacking the residuals the backward pass reads
         # (values of the body's VJP that do not depend on cotangents).
         twin = build_scan(self.body, split.forward, carry, xs, inv, self.length, self.reverse)
@@ -780,9 +800,8 @@ class _Residuals:
     itself only where the VJP reads it), so the backward pass recomputes nothing.
     """
 
-    def __init__(self, scan: Scan, carry, xs, inv, dc, dx, dv):
-        nc, nx, nv, ny = scan.n_carry, scan.n_xs, len(inv), scan.n_ys
-        f_body = scan.closed()
+    def __init__(self, tracer, f_body, carry, x_avals, inv, y_avals, dc, dx, dv):
+        nc, nx, nv, ny = len(carry), len(x_avals), len(inv), len(y_avals)
         self.f_body, self.nc, self.nx, self.nv, self.ny = f_body, nc, nx, nv, ny
         self.dc, self.dx, self.dv = dc, dx, dv
         ndc, ndx = len(dc), len(dx)
@@ -801,11 +820,8 @@ class _Residuals:
             _, grads = mx.vjp(f, [c[i] for i in dc] + [x[j] for j in dx] + [v[j] for j in dv], cts + dy)
             return list(grads)
 
-        x_avals = [(x._shape[1:], x._dtype, x._stream) for x in xs]
-        dy_avals = [(tuple(s), d, carry[0]._stream if carry else xs[0]._stream if xs else None)
-                    for s, d in zip(scan.body.out_shapes[nc:], scan.body.out_dtypes[nc:])]
-        avals = _avals(carry) + x_avals + _avals(inv) + [_avals([carry[i]])[0] for i in dc] + dy_avals
-        jb = scan.body.trace(joint, avals, "scan step VJP")
+        avals = _avals(carry) + list(x_avals) + _avals(inv) + [_avals([carry[i]])[0] for i in dc] + list(y_avals)
+        jb = tracer.trace(joint, avals, "scan step VJP" if nx or ny else "while_loop step VJP")
         plan = jb.plan
         phs = plan.placeholders
         self.phs_c = phs[:nc]
