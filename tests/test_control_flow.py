@@ -492,3 +492,39 @@ def test_evaluating_inside_a_body_raises():
         mx.scan(lambda c, x: (c + x.item(), None), mx.zeros(()), mx.ones((3,)))
     with pytest.raises(ValueError, match=r"\[while_loop\] Attempting to eval an array"):
         mx.while_loop(lambda c: c.item() < 3, lambda c: c + 1, mx.array(0))
+
+
+def test_cond_in_scan_under_vmap_and_grad_and_switch_in_while():
+    x = mx.array(np.random.default_rng(5).standard_normal((4, 3)))
+
+    def f(row):
+        c, _ = mx.scan(lambda c, xt: (mx.cond(xt > 0, lambda a: a * xt, lambda a: mx.sin(a) + xt, c), None),
+                       row[0], row[1:])
+        return c
+
+    def f_ref(row):
+        c = row[0]
+        for t in range(1, row.shape[0]):
+            c = c * row[t] if row[t].item() > 0 else mx.sin(c) + row[t]
+        return c
+
+    got = mx.grad(lambda x: mx.vmap(f)(x).sum())(x)
+    want = mx.grad(lambda x: mx.stack([f_ref(x[k]) for k in range(4)]).sum())(x)
+    np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-12)
+
+    fs = [lambda a: a * 1.1, lambda a: mx.sin(a) + a, lambda a: a + 0.3]
+
+    def g(v):
+        def body(c):
+            k, z = c
+            return k + 1, mx.switch(k % 3, fs, z)
+        return mx.while_loop(lambda c: c[0] < 7, body, (mx.array(0), v))[1].sum()
+
+    def g_ref(v):
+        for k in range(7):
+            v = fs[k % 3](v)
+        return v.sum()
+
+    got = mx.vmap(mx.grad(g))(x)
+    want = np.stack([np.array(mx.grad(g_ref)(x[k])) for k in range(4)])
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-12)
