@@ -571,7 +571,7 @@ class WhileVJP(Primitive):
         cts = [_to_batch0(x, a, size) for x, a in
                zip(inputs[nc + n_inv:nc + n_inv + n_dc], axes[nc + n_inv:nc + n_inv + n_dc])]
         bfwd = build_while_prim(fwd.cond, new_cond, new_body, carry, inv, fwd.max_iters)
-        outs = _while_vjp_node(bfwd, carry, inv, cts, list(self.dinv))
+        outs = _while_vjp_node(bfwd[0], carry, bfwd[1], cts, list(self.dinv))
         out_axes = [0] * n_dc + [fax[nc + j] for j in self.dinv]
         return outs, out_axes
 
@@ -606,8 +606,9 @@ def build_while_prim(tracer, cond_fn, body_fn, carry, consts, max_iters):
     return While(cond, body, len(carry), len(consts), max_iters), list(consts) + list(cond.captured) + list(body.captured)
 
 
-def _while_vjp_node(fwd_and_inv, carry, consts, cts, dinv):
-    fwd, inv = fwd_and_inv
+def _while_vjp_node(fwd: While, carry, inv, cts, dinv) -> list:
+    """The WhileVJP node of loop ``fwd`` at ``(carry, inv)`` for cotangents ``cts`` of its float carries."""
+    inv = list(inv)
     nc = fwd.n_carry
     dc = [i for i in range(nc) if _inexact(carry[i])]
     _, body_fn = fwd.closed()
@@ -625,7 +626,7 @@ def _while_vjp_node(fwd_and_inv, carry, consts, cts, dinv):
 def build_while_vjp(w: While, carry, inv, cotangents, dinv) -> list:
     nc = w.n_carry
     cts = [c for i, c in enumerate(cotangents[:nc]) if _inexact(carry[i])]
-    return _while_vjp_node((w, inv), carry, None, cts, dinv)
+    return _while_vjp_node(w, carry, inv, cts, dinv)
 
 
 # ---------------------------------------------------------------- Scan
