@@ -13,10 +13,12 @@ import numpy as np
 
 from kiln import _tree
 from kiln import dtypes as _dt
+from kiln.backend import get_backend
 from kiln.device import current_stream, memory, resolve_stream
 from kiln.graph import rebind as _rebind
 from kiln.graph.eval import eval_arrays
 from kiln.dtypes import check_int_fits, check_ints_fit, ints_fit
+from kiln.graph.printing import format_array
 
 _o = None  # the kiln.core namespace, set by kiln/core/__init__.py (ops live there)
 
@@ -105,8 +107,6 @@ class array:
     def _host(self):
         buf = self._data()
         if self._stream.device.type.name != "cpu":
-            from kiln.backend import get_backend
-
             return get_backend(self._stream.device.type).to_host(buf)
         return buf
 
@@ -184,8 +184,6 @@ class array:
             yield self[i]
 
     def __repr__(self) -> str:
-        from kiln.graph.printing import format_array
-
         return format_array(self)
 
     __str__ = __repr__
