@@ -14,7 +14,7 @@ import pytest
 import kiln.core as mx
 import kiln.nn as nn
 from kiln.primitives import unary as _unary
-from kiln.transforms import checkpoint as ck
+from kiln.transforms import _checkpoint_module as ck
 from kiln.utils import tree_flatten
 
 RTOL, ATOL = 2e-5, 2e-6

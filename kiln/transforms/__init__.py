@@ -1,5 +1,8 @@
 """Function transformations: grad, vjp, jvp, vmap, custom_function, checkpoint, compile,
 and structured control flow (cond, switch, while_loop, fori_loop, scan)."""
+# The submodule first: loading it binds kiln.transforms.checkpoint to the module, and the
+# function imported next must win that name (mx.checkpoint and kiln.transforms.checkpoint alike).
+import kiln.transforms.checkpoint as _checkpoint_module  # noqa: F401
 from kiln.transforms.custom import checkpoint, custom_function, depends
 from kiln.transforms.grad import grad, jacrev, value_and_grad, vjp
 from kiln.transforms.jvp import hessian, jacfwd, jvp
