@@ -174,9 +174,12 @@ def build_command(args, env: dict, mpirun: str) -> list:
         # One machine: allow more processes than cores (tests, small runs).
         cmd += ["-n", str(args.nproc), "--oversubscribe"]
     if _is_open_mpi(mpirun):
-        # ULFM: a rank that dies is reported to the others (who then raise an
-        # error naming it) instead of the runtime killing them silently.
-        cmd += ["--with-ft", "ulfm"]
+        if _has_ulfm(mpirun):
+            # ULFM (Open MPI 5): a rank that dies is reported to the others (who
+            # then raise an error naming it) instead of the runtime killing them
+            # silently. Older Open MPI (4.x, e.g. a distribution's /usr/bin/mpirun)
+            # has no such option; there the timeout alone bounds a lost rank.
+            cmd += ["--with-ft", "ulfm"]
         names = set(_FORWARD) | {i.partition("=")[0] for i in args.env}
         for name in sorted(names):
             if name in env:
@@ -191,6 +194,12 @@ def _is_open_mpi(mpirun: str) -> bool:
     real = os.path.realpath(mpirun)
     folder = os.path.dirname(real)
     return any(os.path.exists(os.path.join(folder, n)) for n in ("ompi_info", "prterun"))
+
+
+def _has_ulfm(mpirun: str) -> bool:
+    """Open MPI 5 (PRRTE-based, ships ``prterun``) understands ``--with-ft ulfm``."""
+    folder = os.path.dirname(os.path.realpath(mpirun))
+    return os.path.exists(os.path.join(folder, "prterun"))
 
 
 def _run_local(args, env) -> int:

@@ -409,6 +409,18 @@ def test_launcher_command_line(tmp_path):
     assert "--oversubscribe" not in cmd
 
 
+@pytest.mark.parametrize("tools, ulfm", [(("ompi_info", "prterun"), True), (("ompi_info",), False)])
+def test_launcher_asks_ulfm_only_of_open_mpi_5(tmp_path, tools, ulfm):
+    # Open MPI 5 ships prterun and knows --with-ft; a 4.x mpirun (as in many
+    # distributions' /usr/bin) refuses the option, so it must not be passed.
+    for name in ("mpirun",) + tools:
+        (tmp_path / name).write_text("")
+    args = launch.parse_args(["-n", "2", "train.py"])
+    cmd = launch.build_command(args, launch._environment(args), str(tmp_path / "mpirun"))
+    assert ("--with-ft" in cmd) == ulfm
+    assert "-x" in cmd  # both versions forward the environment
+
+
 # ---------------------------------------------------------------- GPU (NCCL)
 def _gpu():
     from kiln.backend import cuda
