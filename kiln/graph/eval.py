@@ -132,8 +132,8 @@ def _run(tape) -> None:
         if fn is not None:
             out = fn(prim, xp, *bufs)
         else:
-            uf = _INPLACE.get(pname) if detach and xp is _np else None
-            donor = _donor(node, inputs, bufs) if uf is not None else None
+            uf = _INPLACE.get(pname) if detach else None
+            donor = _donor(node, inputs, bufs, backend) if uf is not None else None
             if donor is None:
                 out = prim.eval(xp, *bufs)
             else:
@@ -177,7 +177,8 @@ def _run(tape) -> None:
 # Elementwise primitives whose NumPy eval is one ufunc: when an input buffer is held by
 # nothing but the node being computed (an intermediate, or an optimizer's old moment that the
 # state no longer holds), the result is written into it: no allocation (page faults for
-# large arrays), one buffer fewer in cache. Only when the graph is not kept (a transform
+# large arrays; a pool round trip on the GPU), one buffer fewer in cache. Only for backends
+# that set ``inplace_min_bytes`` (ufuncs with ``out=``), when the graph is not kept (a transform
 # still walking it may need the old values) and never for multi-output nodes.
 _INPLACE = {
     "Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Divide": "divide",
@@ -202,19 +203,22 @@ def _take_bytes(inputs, donor) -> int:
     return 0
 
 
-def _donor(node, inputs, bufs):
-    """An input buffer the result of ``node`` may be written into, or None."""
-    if node._sibs is not None:
-        return None
-    shape, dt = node._shape, node._dtype.np
-    if dt.kind == "b":
+def _donor(node, inputs, bufs, backend):
+    """An input buffer the result of ``node`` may be written into, or None.
+
+    ``backend.inplace_min_bytes`` (absent: never) keeps small arrays out: their allocation is
+    cheap and the checks would cost more than they save.
+    """
+    least = getattr(backend, "inplace_min_bytes", None)
+    if least is None or node._sibs is not None:
         return None
     for k in range(len(bufs)):  # no zip: its cached result tuple would hold references
         i = inputs[k]
         b = bufs[k]
-        if (type(b) is _np.ndarray and b.base is None and b.dtype == dt and b.shape == shape
-                and b.flags.writeable and b.flags.c_contiguous and i._sibs is None
-                and _getrefcount(i) == _NODE_REFS and _getrefcount(b) == _BUF_REFS):
+        if (_getrefcount(i) == _NODE_REFS and _getrefcount(b) == _BUF_REFS and b.nbytes >= least
+                and i._sibs is None and b.base is None and b.shape == node._shape
+                and b.dtype == node._dtype.np and b.dtype.kind != "b" and b.flags.c_contiguous
+                and getattr(b.flags, "writeable", True)):
             return b
     return None
 
