@@ -196,3 +196,19 @@ def test_transpose_of_transpose_cancels():
     y = mx.transpose(mx.transpose(x, (1, 0, 2)), (2, 0, 1))
     assert y._inputs[0] is x
     np.testing.assert_array_equal(np.array(y), np.transpose(np.transpose(np.array(x), (1, 0, 2)), (2, 0, 1)))
+
+
+# ---------------------------------------------------------------- fast float32 transcendentals
+def test_erf_float32_rational_accuracy():
+    """The float32 erf path against scipy in float64: relative error, endpoints, NaN, 0-d."""
+    sps = pytest.importorskip("scipy.special")
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.uniform(-6, 6, 200_000), rng.standard_normal(50_000) * 1e-3,
+                        [0.0, -0.0, 1e-30, -1e-30, 3.9, 3.93, 50.0, -50.0]]).astype(np.float32)
+    got = np.array(mx.erf(mx.array(x)))
+    ref = sps.erf(x.astype(np.float64))
+    assert got.dtype == np.float32
+    assert np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-38)) < 6e-7
+    ends = np.array(mx.erf(mx.array(np.float32([np.inf, -np.inf, np.nan]))))
+    assert ends[0] == 1 and ends[1] == -1 and np.isnan(ends[2])
+    assert abs(float(mx.erf(mx.array(np.float32(0.3)))) - sps.erf(0.3)) < 1e-7
