@@ -36,10 +36,10 @@ VENVS = ROOT / "benchmarks" / ".venvs"
 # What each venv installs. NumPy runs in kiln's venv (it needs nothing more than NumPy).
 # torch is pinned to the CPU build that is on local disk; a plain `torch` would pull CUDA wheels.
 INSTALL = {
-    "kiln": [f"-e{ROOT}[fast]"],
-    "mlx": ["mlx[cpu]==0.32.4"],
-    "jax": ["jax"],
-    "torch": ["torch==2.13.0"],
+    "kiln": [f"-e{ROOT}[fast,bench]"],
+    "mlx": ["mlx[cpu]==0.32.4", "threadpoolctl"],
+    "jax": ["jax", "threadpoolctl"],
+    "torch": ["torch==2.13.0", "threadpoolctl"],
 }
 INSTALL_GPU = {"jax": ["jax[cuda12]"], "mlx": ["mlx[cuda]==0.32.4"], "kiln": [f"-e{ROOT}[fast,cuda]"]}
 PROBE = {"kiln": "kiln.core", "mlx": "mlx.core", "jax": "jax", "torch": "torch", "numpy": "numpy"}
@@ -79,6 +79,17 @@ def setup(frameworks: list[str], gpu: bool) -> dict[str, str]:
     return failed
 
 
+# Set by some machines for old OpenBLAS builds: they force a current OpenBLAS onto older
+# (AVX2) kernels at about half the matmul speed, a setup no user has. Workers run without them
+# (the tests do not touch them); each result records the BLAS that ran (threadpoolctl).
+BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def worker_env() -> dict:
+    """The environment of a benchmark worker: ours, less the BLAS kernel overrides."""
+    return {k: v for k, v in os.environ.items() if k not in BLAS_OVERRIDES}
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -98,7 +109,8 @@ def run_cell(fw: str, workload: str, size: str, data_path: Path, tmp: Path, args
            "--budget", str(args.budget)] + (["--gpu"] if args.gpu else [])
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout,
+                              env=worker_env())
         failure = None if proc.returncode == 0 else (
             f"worker exited {proc.returncode}: " + (proc.stderr.strip().splitlines() or [""])[-1][:200])
     except subprocess.TimeoutExpired:

@@ -22,6 +22,22 @@ def _error(exc: BaseException) -> str:
     return "".join(lines).strip().splitlines()[-1][:300]
 
 
+def blas_info() -> list:
+    """The BLAS libraries loaded in this process and the kernel each runs (threadpoolctl)."""
+    import os
+
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"error": "threadpoolctl not installed (pip install .[bench])"}]
+    keep = ("internal_api", "version", "architecture", "num_threads", "threading_layer", "filepath")
+    out = [{k: lib.get(k) for k in keep} for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if os.environ.get(k):
+            out.append({"warning": f"{k}={os.environ[k]} is set: BLAS kernels are forced"})
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--framework", required=True)
@@ -43,6 +59,7 @@ def main() -> None:
     try:
         fw = load(args.framework, gpu=args.gpu)
         result["versions"], result["device"] = fw.versions, fw.device
+        result["blas"] = blas_info()
         module = importlib.import_module(f"benchmarks.workloads.{args.workload}")
         params = module.SIZES[args.size]
         builder = getattr(module, f"build_{fw.family}", None)

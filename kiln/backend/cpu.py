@@ -5,6 +5,9 @@ import numpy as np
 
 xp = np
 name = "cpu"
+# Elementwise ufuncs may write into an input buffer that nothing else holds (graph/eval.py),
+# from this size on (below it NumPy's small-block cache makes allocation cheap).
+inplace_min_bytes = 1 << 16
 
 # Primitive name -> function(prim, xp, *buffers); filled by modules that need
 # CPU-specific kernels (e.g. fused elementwise kernels from codegen).

@@ -162,8 +162,19 @@ def transpose(a, /, axes=None, *, stream=None) -> array:
             raise ValueError("[transpose] Repeat axes not allowed.")
     if axes == tuple(range(nd)):
         return a
+    st = get_stream(stream)
+    prim = a._prim
+    if type(prim) is S.Transpose and a._buf is None and a._stream is st:
+        # A permutation of a pending permutation is one permutation of its input; the
+        # identity gives the input node itself. This is what lets a product be built
+        # transposed ((A@B)^T = B^T A^T) without an extra strided view downstream.
+        src = a._inputs[0]
+        axes = tuple(prim.axes[i] for i in axes)
+        if axes == tuple(range(nd)):
+            return src
+        a = src
     shape = tuple(a._shape[i] for i in axes)
-    return _make(shape, a._dtype, S.Transpose(axes), (a,), get_stream(stream))
+    return _make(shape, a._dtype, S.Transpose(axes), (a,), st)
 
 
 def permute_dims(a, /, axes=None, *, stream=None) -> array:

@@ -81,7 +81,29 @@ class Optimizer:
         for name, schedule in self._schedulers.items():
             self.state[name] = schedule(self.step)
         self.state["step"] = self.step + 1
+        self._per_step = {}
+        self.prepare_step()
         return tree_map(self.apply_single, gradients, parameters, self.state)
+
+    def prepare_step(self):
+        """Compute this step's scalars once, before any parameter is updated.
+
+        Subclasses store them with ``self._scalar(name, value)``; ``apply_single`` reads them
+        with ``self._scalar(name, dtype=...)`` (cast once per dtype, not once per parameter).
+        """
+
+    def _scalar(self, name, value=None, dtype=None):
+        cache = self.__dict__.setdefault("_per_step", {})
+        if value is not None:
+            cache[name] = value
+            return value
+        if dtype is None:
+            return cache[name]
+        key = (name, dtype)
+        got = cache.get(key)
+        if got is None:
+            got = cache[key] = cache[name].astype(dtype)
+        return got
 
     def apply_single(self, gradient, parameter, state):
         """Return the updated ``parameter`` (and update ``state``)."""
@@ -270,18 +292,30 @@ class Adam(Optimizer):
         state["m"] = mx.zeros_like(parameter)
         state["v"] = mx.zeros_like(parameter)
 
+    def prepare_step(self):
+        # p - c1 m / (sqrt(v) c2 + eps) == p - (c1 / c2) m / (sqrt(v) + eps / c2): the
+        # bias corrections fold into two scalars per step, one pass fewer per parameter.
+        lr = self.learning_rate
+        if self.bias_correction:
+            b1, b2 = self.betas
+            step = self.step.astype(mx.float32)
+            c2 = mx.rsqrt(1 - b2**step)
+            self._scalar("rate", (lr / (1 - b1**step)) / c2)
+            self._scalar("eps", self.eps / c2)
+        else:
+            self._scalar("rate", lr)
+            self._scalar("eps", mx.array(self.eps, mx.float32))
+
     def apply_single(self, gradient, parameter, state):
-        lr = self.learning_rate.astype(gradient.dtype)
         b1, b2 = self.betas
+        dt = gradient.dtype
         m = b1 * state["m"] + (1 - b1) * gradient
         v = b2 * state["v"] + (1 - b2) * mx.square(gradient)
+        # Rebind the state first: the old moments are then held by nothing but the new
+        # nodes, so evaluation may write the new moments into their buffers.
         state["m"], state["v"] = m, v
-        if self.bias_correction:
-            step = self.step.astype(mx.float32)
-            c1 = (lr / (1 - b1**step)).astype(gradient.dtype)
-            c2 = mx.rsqrt(1 - b2**step).astype(gradient.dtype)
-            return parameter - c1 * m / (mx.sqrt(v) * c2 + self.eps)
-        return parameter - lr * m / (mx.sqrt(v) + self.eps)
+        rate, eps = self._scalar("rate", dtype=dt), self._scalar("eps", dtype=dt)
+        return parameter - rate * m / (mx.sqrt(v) + eps)
 
 
 class AdamW(Adam):
@@ -301,9 +335,12 @@ class AdamW(Adam):
                          bias_correction=bias_correction)
         self.weight_decay = weight_decay
 
+    def prepare_step(self):
+        super().prepare_step()
+        self._scalar("decay", 1 - self.learning_rate * self.weight_decay)
+
     def apply_single(self, gradient, parameter, state):
-        lr = self.learning_rate.astype(gradient.dtype)
-        return super().apply_single(gradient, parameter * (1 - lr * self.weight_decay), state)
+        return super().apply_single(gradient, parameter * self._scalar("decay", dtype=gradient.dtype), state)
 
 
 class Adamax(Adam):

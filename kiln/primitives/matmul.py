@@ -55,7 +55,7 @@ class Matmul(Primitive):
             if i == 0:
                 out.append(unbroadcast(mx.matmul(g, mx.swapaxes(b, -1, -2)), a.shape))
             else:
-                out.append(unbroadcast(mx.matmul(mx.swapaxes(a, -1, -2), g), b.shape))
+                out.append(_weight_grad(a, b, g))
         return out
 
     def jvp(self, primals, tangents, argnums, outputs):
@@ -97,3 +97,37 @@ class Matmul(Primitive):
         a, b = inputs
         batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
         return [batch + (a.shape[-2], b.shape[-1])]
+
+
+def _is_matrix_transpose(x) -> bool:
+    """Whether ``x`` is a pending node swapping the last two axes of its input (``w.T``)."""
+    prim = x._prim
+    if type(prim).__name__ != "Transpose" or x._buf is not None:
+        return False
+    axes = prim.axes
+    n = len(axes)
+    return n >= 2 and axes[-2:] == (n - 1, n - 2) and axes[:-2] == tuple(range(n - 2))
+
+
+def _weight_grad(a, b, g):
+    """The cotangent of ``b`` in ``a @ b``: ``a^T g``, summed to ``b``'s shape.
+
+    Two layout choices keep BLAS writing the final row-major result:
+    - A 2-D ``b`` under a batch (``x @ w.T`` with ``x`` of shape ``(..., M, K)``) gets ONE
+      GEMM with the batch folded into the contraction, instead of a batched GEMM and a sum.
+    - When ``b`` is itself a transpose (``w.T``, as ``nn.Linear`` builds), the product is
+      formed as ``(g^T a)^T``: the transpose's own VJP transposes it back, the two
+      permutations cancel when the node is built, and ``w``'s gradient is ``g^T a`` in
+      ``w``'s row-major layout (no strided view for the optimizer's elementwise update).
+    """
+    flip = _is_matrix_transpose(b)
+    if b.ndim == 2 and a.ndim > 2:
+        k, n = a.shape[-1], g.shape[-1]
+        a2, g2 = mx.reshape(a, (-1, k)), mx.reshape(g, (-1, n))
+        if flip:
+            return mx.swapaxes(mx.matmul(mx.swapaxes(g2, -1, -2), a2), -1, -2)
+        return mx.matmul(mx.swapaxes(a2, -1, -2), g2)
+    if flip:
+        prod = mx.matmul(mx.swapaxes(g, -1, -2), a)
+        return unbroadcast(mx.swapaxes(prod, -1, -2), b.shape)
+    return unbroadcast(mx.matmul(mx.swapaxes(a, -1, -2), g), b.shape)

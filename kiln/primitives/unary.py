@@ -395,29 +395,39 @@ def _erf_erfc(xp, x):
     return erf, erfc
 
 
-# erfc(a) ~ t * exp(P(t) - a^2) with t = 1 / (1 + a/2): the classic published
-# Chebyshev fit of the exponent polynomial, accurate to ~1.2e-7 relative for
-# every a >= 0 -- float32's precision at a fraction of the series' cost.
-_ERFC_FIT = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
-             -1.13520398, 1.48851587, -0.82215223, 0.17087277)
-# Taylor coefficients of erf(x) / (2x/sqrt(pi)) in x^2, for |x| < 0.5 where 1 - erfc cancels.
-_ERF_SERIES = tuple((-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(10))
+# erf(x) = x P(x^2) / Q(x^2) on |x| <= 3.925 (beyond it float32 erf is +-1): a rational fit made
+# for kiln (iteratively reweighted least squares against scipy.special.erf in float64), P of
+# degree 6 and Q of degree 5 in x^2. P is scaled by 1 + 1.8e-7 so that the clamp point rounds to
+# exactly 1 (the output is clipped to [-1, 1]). Max relative error in float32: ~4.7e-7, in about
+# 27 in-place passes (the erfc-fit path it replaces took ~42 allocating passes, ~4x slower).
+_ERF_CLAMP = 3.925
+_ERF_P = tuple(c * (1 + 1.8e-7) for c in (
+    1.1283791692002862, 0.1851198852377924, 0.05425946347123445, 0.0038402666532851167,
+    0.0003775140749064479, 4.629847356575337e-06, -1.290603373069464e-08))
+_ERF_Q = (1.0, 0.4973916363014614, 0.11388290947677739, 0.015435964983352903,
+          0.0013028734664880558, 6.259404930719958e-05)
 
 
 def _erf_single(xp, x):
-    """erf for float32 inputs (computed in float32), ~1.5e-7 relative."""
+    """erf for float32 inputs (computed in float32, in place), ~5e-7 relative; NaN propagates."""
+    if x.ndim == 0:  # ufuncs give scalars for 0-d inputs, and scalars take no ``out=``
+        return _erf_single(xp, x.reshape(1)).reshape(())
     f = x.dtype.type
-    a = xp.abs(x)
-    t = 1 / (1 + f(0.5) * a)
-    p = f(_ERFC_FIT[-1])
-    for c in _ERFC_FIT[-2::-1]:
-        p = p * t + f(c)
-    big = xp.copysign(1 - t * xp.exp(p - a * a), x)
-    z = x * x
-    s = f(_ERF_SERIES[-1])
-    for c in _ERF_SERIES[-2::-1]:
-        s = s * z + f(c)
-    return xp.where(a < 0.5, f(_TWO_OVER_SQRT_PI) * x * s, big)
+    a = xp.clip(x, f(-_ERF_CLAMP), f(_ERF_CLAMP))
+    z = a * a
+    p = z * f(_ERF_P[-1])
+    for c in _ERF_P[-2:0:-1]:
+        p += f(c)
+        p *= z
+    p += f(_ERF_P[0])
+    p *= a
+    q = z * f(_ERF_Q[-1])
+    for c in _ERF_Q[-2:0:-1]:
+        q += f(c)
+        q *= z
+    q += f(1)
+    p /= q
+    return xp.clip(p, f(-1), f(1), out=p)
 
 
 def _compute_dtype(xp, x):
