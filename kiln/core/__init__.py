@@ -16,9 +16,16 @@ from kiln.dtypes import (Dtype, DtypeCategory, bfloat16, bool_, complex64,  # no
                          signedinteger, uint8, uint16, uint32, uint64, unsignedinteger)
 from kiln.graph.array import array  # noqa: F401
 from kiln.graph.evaluation import async_eval, eval  # noqa: F401
+from kiln.graph.printing import (PrintOptions, get_printoptions, printoptions,  # noqa: F401
+                                 set_printoptions)
 from kiln.ops import *  # noqa: F401,F403
 from kiln.ops import fast, fft, linalg, random  # noqa: F401
 from kiln.ops.constants import e, euler_gamma, inf, nan, newaxis, pi  # noqa: F401
 from kiln.ops.indexing import _AtIndexer as ArrayAt  # noqa: F401
 from kiln.transforms import *  # noqa: F401,F403
 from kiln.core import cuda, metal  # noqa: F401,E402
+from kiln import __version__  # noqa: F401,E402
+import sys as _sys  # noqa: E402
+from kiln.graph import array as _array_mod  # noqa: E402
+
+_array_mod._namespace = _sys.modules[__name__]  # what array.__array_namespace__() returns

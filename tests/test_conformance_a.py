@@ -1,0 +1,203 @@
+"""Behaviours matched to the real MLX 0.32.4 (issue 14, part A): operands, printing, creation, random.
+
+Each table drives one check; where MLX is installed the same call runs on it and the outcome
+(value, dtype, or the exception type) must agree. NumPy checks run without MLX.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import kiln.core as mx
+
+try:
+    import mlx.core as rmx
+except ImportError:  # the NumPy checks still run
+    rmx = None
+
+needs_mlx = pytest.mark.skipif(rmx is None, reason="the real MLX is not installed")
+
+
+def outcome(f, m):
+    """What ``f(m)`` gives on namespace ``m``: (list, dtype name) or the exception type's name."""
+    try:
+        r = f(m)
+    except Exception as e:  # noqa: BLE001 - the type is the outcome compared
+        return type(e).__name__
+    if hasattr(r, "dtype") and hasattr(r, "tolist") and not isinstance(r, np.ndarray):
+        return (r.tolist(), str(r.dtype).rsplit(".", 1)[-1])
+    if isinstance(r, np.ndarray):
+        return ("ndarray", r.tolist())
+    return r
+
+
+# ---------------------------------------------------------------- operators and Python objects
+OPERAND_CASES = [
+    lambda m: m.array([1, 2]) == [1, 2],
+    lambda m: m.array([1, 2]) == (1, 2),
+    lambda m: m.array([1, 2]) == "x",
+    lambda m: m.array([1, 2]) != [1, 2],
+    lambda m: m.array([1, 2]) != object(),
+    lambda m: [1, 2] == m.array([1, 2]),
+    lambda m: m.array([1, 2]) + "x",
+    lambda m: m.array([1, 2]) + [1, 2],
+    lambda m: m.array([1, 2]) * (1, 2),
+    lambda m: m.array([1, 2]) < "x",
+    lambda m: m.array([1, 2]) >= "x",
+    lambda m: m.array([1, 2]) & "x",
+    lambda m: m.array([1, 2]) ** "x",
+    lambda m: m.array([1, 2]) // "x",
+    lambda m: m.array([1, 2]) % "x",
+    lambda m: "x" + m.array([1, 2]),
+    lambda m: m.array([1, 2]) == None,  # noqa: E711 - the comparison is the case
+    lambda m: m.array([1, 2]) + None,
+    lambda m: m.array([1, 2]) == 1,
+    lambda m: m.array([1, 2]) == np.array([1, 2]),
+    lambda m: m.array([1, 2]) + 1j,
+    lambda m: np.array([1.0, 2.0]) + m.array([1.0, 2.0]),
+    lambda m: np.array([1, 2]) == m.array([1, 2]),
+    lambda m: np.float32(2) * m.array([1.0, 2.0]),
+]
+
+
+def _inplace_div(m):
+    a = m.array([1, 2])
+    a /= 2
+    return a
+
+
+def _inplace_div_float(m):
+    a = m.array([1.0, 2.0])
+    a /= 2
+    return a
+
+
+def _inplace_widen(m):
+    a = m.array([1, 2])
+    a += 1.5
+    return a
+
+
+OPERAND_CASES += [_inplace_div, _inplace_div_float, _inplace_widen]
+
+
+@needs_mlx
+@pytest.mark.parametrize("case", range(len(OPERAND_CASES)))
+def test_operands_match_mlx(case):
+    f = OPERAND_CASES[case]
+    assert outcome(f, mx) == outcome(f, rmx)
+
+
+def test_operands_numpy():
+    a = mx.array([1, 2, 3])
+    # ndarray on the left converts the kiln array: NumPy's own result, usable by np.all.
+    r = np.arange(3) + 1 == a
+    assert isinstance(r, np.ndarray) and r.all()
+    assert np.all(np.array(a).sum() == a.sum())
+    with pytest.raises(ValueError, match="addition"):
+        a + "x"
+    assert (a == [1, 2, 3]) is False
+
+
+# ---------------------------------------------------------------- printing and the namespace
+def test_printoptions_and_summary():
+    x = mx.array([1.123456789], dtype=mx.float32)
+    assert str(x) == "array([1.12346], dtype=float32)"
+    for p in (0, 2, 4):
+        with mx.printoptions(precision=p):
+            assert str(x) == f"array([{1.123456789:.{p}f}], dtype=float32)"
+            assert mx.get_printoptions().precision == p
+    assert mx.get_printoptions().precision == -1
+    mx.set_printoptions(precision=3)
+    try:
+        assert str(mx.sin(x)) == f"array([{math.sin(np.float32(1.123456789)):.3f}], dtype=float32)"
+    finally:
+        mx.set_printoptions(precision=-1)
+    with pytest.raises(TypeError):
+        mx.set_printoptions(precision="2")
+    assert str(mx.ones(6, mx.int32)) == "array([" + ", ".join(["1"] * 6) + "], dtype=int32)"
+    assert str(mx.ones(7, mx.int32)) == "array([1, 1, 1, ..., 1, 1, 1], dtype=int32)"
+
+
+@needs_mlx
+@pytest.mark.parametrize("shape", [(6,), (7,), (7, 2), (2, 7), (3, 8, 2), (1001,)])
+def test_repr_matches_mlx(shape):
+    n = int(np.prod(shape))
+    assert repr(mx.arange(n).reshape(shape)) == repr(rmx.arange(n).reshape(shape))
+
+
+@needs_mlx
+@pytest.mark.parametrize("precision", [-1, 0, 2, 5])
+def test_repr_precision_matches_mlx(precision):
+    vals = [1.123456789, -100.5, 1e-7, 0.0, 12345.678]
+    with mx.printoptions(precision=precision), rmx.printoptions(precision=precision):
+        assert repr(mx.array(vals)) == repr(rmx.array(vals))
+
+
+def test_namespace_and_version():
+    xp = mx.array(1.0).__array_namespace__()
+    assert xp is mx
+    for name in ("array", "asarray", "add", "result_type", "can_cast", "isdtype", "vecdot"):
+        assert callable(getattr(xp, name))
+    parts = mx.__version__.split(".")
+    assert len(parts) >= 3 and all(p.isdigit() for p in parts[:3])
+
+
+# ---------------------------------------------------------------- creation
+ARANGE_CASES = [
+    (0, 3, 0.2, "int32"), (-1, -4, -0.9, "int32"), (-1, -20, -1.2, "int32"),
+    (0, 10, math.inf, None), (0.0, 10.0, math.inf, None), (0, -10, math.inf, None),
+    (0, 2**32, 2**30, None), (2**40, 2**40 + 3, 1, None), (0, 5, 1.5, "int32"),
+    (0, 10, 3, "float32"), (0, 0.5, 0.1, "int32"), (5, 0, -1, None),
+    (math.nan, 1, 5, None), (0, math.nan, 5, None), (0, 2, math.nan, None),
+    (0, math.inf, math.inf, None), (math.inf, 1, 5, None), (0, 2**31, 1, None),
+]
+
+
+@needs_mlx
+@pytest.mark.parametrize("start,stop,step,dtype", ARANGE_CASES)
+def test_arange_matches_mlx(start, stop, step, dtype):
+    def f(m):
+        return m.arange(start, stop, step, dtype=getattr(m, dtype) if dtype else None)
+
+    assert outcome(f, mx) == outcome(f, rmx)
+
+
+@pytest.mark.parametrize("start,stop,num,endpoint", [
+    (0, 1, 50, True), (-2.7, -0.7, 7, True), (0.1, 0.9, 10, True), (0, 1, 10, False),
+    (1, 10, 1, True), (0.3, -1.7, 9, True), (0, math.pi, 2, True), (0, math.pi, 4, False)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_linspace_numpy(start, stop, num, endpoint, dtype):
+    got = mx.linspace(start, stop, num, endpoint=endpoint, dtype=getattr(mx, dtype))
+    want = np.linspace(start, stop, num, endpoint=endpoint)
+    assert got.dtype == getattr(mx, dtype)
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-6 if dtype == "float32" else 1e-15)
+    if endpoint and num > 1:  # the end points are the given ones, exactly
+        assert got.tolist()[-1] == np.array(stop, getattr(np, dtype)).item()
+    if num:
+        assert got.tolist()[0] == np.array(start, getattr(np, dtype)).item()
+
+
+# ---------------------------------------------------------------- random
+RANDOM_CASES = [
+    lambda m: m.random.uniform(dtype=None).dtype == m.float32,
+    lambda m: m.random.normal(dtype=None).dtype == m.float32,
+    lambda m: m.random.gumbel(dtype=None).dtype == m.float32,
+    lambda m: m.random.laplace(dtype=None).dtype == m.float32,
+    lambda m: m.random.truncated_normal(0, 1, dtype=None).dtype == m.float32,
+    lambda m: m.random.randint(0, 1, dtype=None).dtype == m.int32,
+    lambda m: m.random.truncated_normal(2.0, 1.0, shape=(4,)),
+    lambda m: m.random.bernoulli(1),
+    lambda m: m.random.bernoulli(m.array([1, 0])),
+    lambda m: m.random.bernoulli(1.0, (3,)),
+    lambda m: m.random.bernoulli(m.array([1.0, 0.0])),
+]
+
+
+@needs_mlx
+@pytest.mark.parametrize("case", range(len(RANDOM_CASES)))
+def test_random_matches_mlx(case):
+    f = RANDOM_CASES[case]
+    assert outcome(f, mx) == outcome(f, rmx)
