@@ -201,3 +201,44 @@ RANDOM_CASES = [
 def test_random_matches_mlx(case):
     f = RANDOM_CASES[case]
     assert outcome(f, mx) == outcome(f, rmx)
+
+
+# ---------------------------------------------------------------- trees
+MERGE_CASES = [({}, []), ([], {}), ([], ()), ({}, 1), ([], 1),
+               ({"a": []}, {"a": {}}), ({"a": 1}, {}), ([1], {}), ((), [1]), ({}, {}),
+               ([{"a": 1}, {}], [{"b": 2}, {}]), ({"a": 1, "b": {}, "c": {}}, {"a": {}, "b": {}, "c": 2}),
+               ({"a": ()}, {"a": ()}), ([1, 2], [None]), ({"a": 1}, {"a": 2})]
+
+
+@needs_mlx
+@pytest.mark.parametrize("a,b", MERGE_CASES)
+def test_tree_merge_matches_mlx(a, b):
+    import kiln.utils as ku
+    import mlx.utils as ru
+
+    assert outcome(lambda u: u.tree_merge(a, b), ku) == outcome(lambda u: u.tree_merge(a, b), ru)
+
+
+@needs_mlx
+@pytest.mark.parametrize("pairs", [[("01", "a"), ("1", "b"), ("2", "c")], [("0", "a"), ("1", "b")],
+                                   [("1", "b"), ("0", "a")], [("00", "a")], [("a.0", 1), ("a.00", 2)]])
+def test_tree_unflatten_matches_mlx(pairs):
+    import kiln.utils as ku
+    import mlx.utils as ru
+
+    assert ku.tree_unflatten(pairs) == ru.tree_unflatten(pairs)
+
+
+def test_tree_merge_keeps_tuple_kinds():
+    from collections import namedtuple
+
+    import kiln.utils as ku
+
+    P = namedtuple("P", "m b")
+
+    class V(tuple):
+        pass
+
+    for t in (P(1, 2), V([1, 2])):
+        out = ku.tree_merge(t, t, lambda x, y: x + y)
+        assert type(out) is type(t) and tuple(out) == (2, 4)
