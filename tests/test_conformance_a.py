@@ -242,3 +242,79 @@ def test_tree_merge_keeps_tuple_kinds():
     for t in (P(1, 2), V([1, 2])):
         out = ku.tree_merge(t, t, lambda x, y: x + y)
         assert type(out) is type(t) and tuple(out) == (2, 4)
+
+
+# ---------------------------------------------------------------- argument checks and op corners
+# Each case runs on kiln and on MLX; the outcome (values and dtype, or the exception type) agrees.
+CORNER_CASES = {
+    "addmm_bad_c": lambda m: m.addmm(m.ones((3, 3)), m.ones((2, 2)), m.ones((2, 2))),
+    "einsum_two_ellipses": lambda m: m.einsum("...i...->i", m.ones((2, 2))),
+    "irfftn_0d": lambda m: m.fft.irfftn(m.array(1.0)),
+    "fftn_0d": lambda m: m.fft.fftn(m.array(1.0)),
+    "fftn_no_axes": lambda m: m.fft.fftn(m.ones(2), axes=[]),
+    "as_strided_negative": lambda m: m.as_strided(m.ones(4), (-1,), (1,)),
+    "kron_empty": lambda m: m.kron(m.array([]), m.ones(2)),
+    "take_empty": lambda m: m.take(m.array([]), m.array([0])),
+    "take_empty_axis": lambda m: m.take(m.zeros((0, 2)), m.array([0]), axis=0),
+    "take_empty_from_empty": lambda m: m.take(m.zeros((0, 2)), m.zeros((0,), m.int32), axis=0),
+    "pad_reflect_empty": lambda m: m.pad(m.array([]), 1, mode="reflect"),
+    "pad_symmetric_empty": lambda m: m.pad(m.array([]), 1, mode="symmetric"),
+    "pad_edge_empty": lambda m: m.pad(m.array([]), 1, mode="edge"),
+    "hadamard_empty": lambda m: m.hadamard_transform(m.array([])),
+    "topk_float_k": lambda m: m.topk(m.ones(4), 2.0),
+    "topk_numpy_int_k": lambda m: m.topk(m.arange(4), np.int64(2)).shape,
+    "format_vector": lambda m: f"{m.ones(2):.2f}",
+    "format_scalar": lambda m: f"{m.array(1.5):.2f}",
+    "format_plain": lambda m: f"{m.ones(2)}",
+    "finfo_complex_eps": lambda m: m.finfo(m.complex64).eps,
+    "finfo_complex_dtype": lambda m: m.finfo(m.complex64).dtype == m.float32,
+    "isneginf_bf16": lambda m: m.isneginf(m.array([1.0, -np.inf, np.inf, np.nan], m.bfloat16)),
+    "isposinf_bf16": lambda m: m.isposinf(m.array([1.0, -np.inf, np.inf, np.nan], m.bfloat16)),
+    "isposinf_int": lambda m: m.isposinf(m.array([1, 2])),
+    "nan_to_num_bf16": lambda m: m.nan_to_num(m.array([np.nan, np.inf, -np.inf, 2.0], m.bfloat16)),
+    "nan_to_num_bf16_args": lambda m: m.nan_to_num(m.array([np.nan, np.inf, -np.inf], m.bfloat16),
+                                                    nan=1.0, posinf=2.0, neginf=-3.0),
+    "array_equal_bf16_nan": lambda m: m.array_equal(m.array([np.nan, 1], m.bfloat16),
+                                                    m.array([np.nan, 1], m.bfloat16), equal_nan=True),
+    "median_nan_f16": lambda m: m.median(m.array([1.0, np.nan, 0.0], m.float16)),
+    "median_nan_rows": lambda m: m.median(m.array([[1.0, np.nan, 0.0], [1, 2, 3]]), axis=1),
+    "median_nan_cols": lambda m: m.median(m.array([[1.0, np.nan, 0.0], [1, 2, 3]]), axis=0),
+    "sigmoid_f16": lambda m: m.sigmoid(m.array([10.0, -20, 8, 0.5, -7.25], m.float16)),
+    "sigmoid_bf16": lambda m: m.sigmoid(m.array([10.0, -20, 8, 0.5, -7.25], m.bfloat16)),
+    "logaddexp_complex": lambda m: m.logaddexp(m.array([1 + 1j, -2 + 0.5j]), m.array([2 + 0j, 3 - 1j])),
+    "logcumsumexp_complex": lambda m: m.logcumsumexp(m.array([1 + 1j, 2 + 0j, -1 + 3j])),
+    "logcumsumexp_complex_rev": lambda m: m.logcumsumexp(m.array([[1 + 1j, 2 + 0j], [0j, 1j]]),
+                                                         axis=0, reverse=True),
+    "addmm_complex": lambda m: m.addmm(m.array([[1 + 1j]]), m.array([[1 + 0j]]), m.array([[2j]])),
+    "addmm_mixed_complex": lambda m: m.addmm(m.array([[1.0]]), m.array([[1 + 0j]]), m.array([[2.0]])),
+}
+
+
+def _rounded(r):
+    if isinstance(r, tuple) and len(r) == 2 and isinstance(r[0], float):
+        r = ([r[0]], r[1])
+    if isinstance(r, tuple) and len(r) == 2 and isinstance(r[0], list):
+        flat = np.asarray(r[0], dtype=complex if "complex" in r[1] else float).ravel()
+        return ([repr(v) for v in np.round(flat, 4).tolist()], r[1])  # repr: NaN equals NaN
+    return r
+
+
+@needs_mlx
+@pytest.mark.parametrize("name", list(CORNER_CASES))
+def test_corners_match_mlx(name):
+    f = CORNER_CASES[name]
+    assert _rounded(outcome(f, mx)) == _rounded(outcome(f, rmx))
+
+
+def test_corners_numpy():
+    x = np.array([[1 + 1j, 2 + 0j], [-1 + 3j, 0.5j]], np.complex64)
+    want = np.log(np.exp(x[0].astype(np.complex128)) + np.exp(x[1].astype(np.complex128)))
+    got = np.array(mx.logaddexp(mx.array(x[0]), mx.array(x[1])))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    got = np.array(mx.logcumsumexp(mx.array(x), axis=0))
+    np.testing.assert_allclose(got[1], want, rtol=1e-5)
+    v = np.array([[3.0, np.nan, 1.0], [4.0, 1.0, 2.0]], np.float32)
+    np.testing.assert_array_equal(np.array(mx.median(mx.array(v), axis=1)), np.median(v, axis=1))
+    h = np.array([-20, -3, 0.5, 8, 10], np.float16)
+    np.testing.assert_array_equal(np.array(mx.sigmoid(mx.array(h))),
+                                  (1 / (1 + np.exp(-h.astype(np.float64)))).astype(np.float16))

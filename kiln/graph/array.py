@@ -46,7 +46,7 @@ class array:
         self._nb = _count(buf)
 
     def __del__(self):
-        nb = self._nb
+        nb = getattr(self, "_nb", 0)  # unset when __init__ raised early
         if nb:
             memory.active -= nb
 
@@ -206,9 +206,11 @@ class array:
         return _namespace
 
     def __format__(self, spec):
-        if spec and self.size == 1:
+        if not spec:
+            return str(self)
+        if self.ndim == 0:  # a scalar formats as its Python value, as MLX allows
             return format(self.item(), spec)
-        return repr(self)
+        raise TypeError("unsupported format string passed to array.__format__")
 
     # ------------------------------------------------------------ conversion
     def astype(self, dtype, stream=None):

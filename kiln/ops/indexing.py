@@ -493,6 +493,8 @@ def take(a, /, indices, axis=None, *, stream=None) -> array:
     if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
         return _getitem(a, (_pyslice(None),) * axis + (int(indices),))
     idx = _int_indices(indices, "take")
+    if a._shape[axis] == 0 and idx.size:
+        raise ValueError("[take] Cannot do a non-empty take from an empty axis.")
     return P.gather(a, [idx], (axis,))
 
 
