@@ -674,7 +674,7 @@ def repeat(array, repeats: int, axis: int | None = None, *, stream=None) -> arra
     return reshape(x, a._shape[:ax] + (a._shape[ax] * repeats,) + a._shape[ax + 1 :], stream=stream)
 
 
-def roll(a, shift, axis=None, /, *, stream=None) -> array:
+def roll(a, /, shift, axis=None, *, stream=None) -> array:
     """Shift elements cyclically by ``shift`` along ``axis`` (flattened if None)."""
     a = as_array(a)
     shifts = (shift,) if isinstance(shift, (int, np.integer)) else tuple(shift)
