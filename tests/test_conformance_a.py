@@ -318,3 +318,62 @@ def test_corners_numpy():
     h = np.array([-20, -3, 0.5, 8, 10], np.float16)
     np.testing.assert_array_equal(np.array(mx.sigmoid(mx.array(h))),
                                   (1 / (1 + np.exp(-h.astype(np.float64)))).astype(np.float16))
+
+
+# ---------------------------------------------------------------- unique, minmax, buffers, iteration
+UNIQUE_CASES = [
+    ([3, 1, 3, 2, 1], 5, None), ([3, 1, 3, 2, 1], 2, -1), ([3, 1, 3, 2, 1], 3, None),
+    ([[2.0, 1.0], [2.0, 7.5]], 6, 0.0), ([1.0, float("nan"), float("nan")], 4, None),
+    ([5], 1, None), ([True, False, True], 3, None), ([4, 4, 4], 0, None),
+]
+
+
+@needs_mlx
+@pytest.mark.parametrize("vals,size,fill", UNIQUE_CASES)
+def test_unique_matches_mlx(vals, size, fill):
+    def f(m):
+        kw = {} if fill is None else {"fill_value": fill}
+        outs = m.unique(m.array(vals), size, True, True, True, stream=m.cpu, **kw)
+        return [repr(o.tolist()) + str(o.dtype).rsplit(".", 1)[-1] for o in outs]
+
+    assert outcome(f, mx) == outcome(f, rmx)
+
+
+@pytest.mark.parametrize("vals", [[3, 1, 3, 2, 1], [[2.0, 1.0], [2.0, 7.5]], list(range(7, 0, -1))])
+def test_unique_numpy(vals):
+    a = np.array(vals)
+    want_v, want_i, want_inv, want_c = np.unique(a, return_index=True, return_inverse=True,
+                                                 return_counts=True)
+    n = len(want_v)
+    v, i, inv, c = mx.unique(mx.array(vals), n, return_index=True, return_inverse=True,
+                             return_counts=True)
+    for got, want in ((v, want_v), (i, want_i), (inv, want_inv.reshape(a.shape)), (c, want_c)):
+        np.testing.assert_array_equal(np.array(got), want)
+    assert mx.unique(mx.array(vals), n).tolist() == want_v.tolist()
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, (0, 1)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_minmax_numpy(axis, keepdims):
+    a = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    lo, hi = mx.minmax(mx.array(a), axis=axis, keepdims=keepdims)
+    np.testing.assert_array_equal(np.array(lo), a.min(axis=axis, keepdims=keepdims))
+    np.testing.assert_array_equal(np.array(hi), a.max(axis=axis, keepdims=keepdims))
+
+
+def test_buffer_size_and_iterator():
+    x, y = mx.ones(3), mx.ones((100,))
+    with pytest.raises(ValueError, match="get_array_buffer_size"):
+        mx.get_array_buffer_size(x + 1)  # not evaluated yet
+    mx.eval(x, y)
+    assert mx.get_array_buffer_size(x, [x, {"a": x}], 3) == 12  # one buffer, counted once
+    assert mx.get_array_buffer_size(x, y) == 412
+    if rmx is not None:
+        rx = rmx.ones(3)
+        rmx.eval(rx)
+        assert rmx.get_array_buffer_size(rx, [rx], 3) == mx.get_array_buffer_size(x, [x], 3)
+    it = iter(mx.arange(6).reshape(3, 2))
+    assert isinstance(it, mx.ArrayIterator) and iter(it) is it
+    assert [r.tolist() for r in it] == [[0, 1], [2, 3], [4, 5]]
+    with pytest.raises(TypeError):
+        iter(mx.array(1))

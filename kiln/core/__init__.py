@@ -14,7 +14,7 @@ from kiln.dtypes import (Dtype, DtypeCategory, bfloat16, bool_, complex64,  # no
                          complexfloating, finfo, float16, float32, float64, floating, generic,
                          iinfo, inexact, int8, int16, int32, int64, integer, issubdtype, number,
                          signedinteger, uint8, uint16, uint32, uint64, unsignedinteger)
-from kiln.graph.array import array  # noqa: F401
+from kiln.graph.array import ArrayIterator, array  # noqa: F401
 from kiln.graph.evaluation import async_eval, eval  # noqa: F401
 from kiln.graph.printing import (PrintOptions, get_printoptions, printoptions,  # noqa: F401
                                  set_printoptions)

@@ -179,8 +179,7 @@ class array:
     def __iter__(self):
         if not self._shape:
             raise TypeError("iteration over a 0-d array.")
-        for i in range(self._shape[0]):
-            yield self[i]
+        return ArrayIterator(self)
 
     def __repr__(self) -> str:
         from kiln.graph.printing import format_array
@@ -303,6 +302,24 @@ class array:
             return new
         _rebind.rebind(self, old, new, shared)
         return self
+
+
+class ArrayIterator:
+    """Iterator over the first axis of an array (what ``iter(array)`` returns, as in MLX)."""
+
+    __slots__ = ("_a", "_i")
+
+    def __init__(self, a: array):
+        self._a, self._i = a, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> array:
+        if self._i >= self._a._shape[0]:
+            raise StopIteration
+        self._i += 1
+        return self._a[self._i - 1]
 
 
 # What an operator takes as its other operand (MLX's rule): arrays, Python and NumPy scalars,
