@@ -13,6 +13,7 @@ from kiln import dtypes as _dt
 from kiln.ops.normalize import as_array, astype, get_stream, shape_str
 from kiln.graph.array import _make, array
 from kiln.primitives.conv import Convolution, conv_out_size
+from kiln.ops import shape as _sh
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv_general", "conv_transpose1d", "conv_transpose2d",
@@ -353,8 +354,6 @@ def convolve(a, v, /, mode: str = "full", *, stream=None) -> array:
     Returns:
         The 1-D convolution.
     """
-    from kiln.ops.shape import reshape
-
     a, v = as_array(a), as_array(v)
     if a.ndim != 1 or v.ndim != 1:
         raise ValueError("[convolve] Inputs must be 1D.")
@@ -373,6 +372,6 @@ def convolve(a, v, /, mode: str = "full", *, stream=None) -> array:
     else:  # "same": output of length n, centred as NumPy does
         lo = (k - 1) // 2 if k % 2 else k // 2
         hi = k - 1 - lo
-    out = _build(reshape(x, (1, n, 1)), reshape(w, (1, k, 1)), (1,), (lo,), (hi,), (1,), (1,), 1, True,
+    out = _build(_sh.reshape(x, (1, n, 1)), _sh.reshape(w, (1, k, 1)), (1,), (lo,), (hi,), (1,), (1,), 1, True,
                  stream)
-    return reshape(out, (out.shape[1],))
+    return _sh.reshape(out, (out.shape[1],))

@@ -7,10 +7,12 @@ from typing import Union
 
 from kiln import device as _device
 from kiln import dtypes as _dt
+from kiln.backend import get_backend
 from kiln.graph.array import array
 from kiln.ops import elementwise as _ew
 from kiln.ops import reduce as _rd
 from kiln.ops import indexing as _ix
+from kiln.ops import creation as _cr
 from kiln.ops import shape as _sh
 
 __all__ = [
@@ -33,8 +35,6 @@ def device_count(device_type) -> int:
         return 1
     if not _device.is_available(device_type):
         return 0
-    from kiln.backend import get_backend
-
     return get_backend(device_type).device_count()
 
 
@@ -53,8 +53,6 @@ def device_info(device=None) -> dict:
             mem = 0
         return {"device_name": platform.processor() or platform.machine(), "architecture": platform.machine(),
                 "memory_size": mem}
-    from kiln.backend import get_backend
-
     return get_backend(d.type).device_info()
 
 
@@ -84,10 +82,10 @@ def new_thread_unsafe_stream(device):
 
 def _window(m: int, fn, name: str):
     if m < 1:
-        return _sh.zeros((0,), _dt.float32)
+        return _cr.zeros((0,), _dt.float32)
     if m == 1:
-        return _sh.ones((1,), _dt.float32)
-    n = _sh.arange(m, dtype=_dt.float32)
+        return _cr.ones((1,), _dt.float32)
+    n = _cr.arange(m, dtype=_dt.float32)
     return fn(n, m - 1)
 
 
@@ -124,7 +122,7 @@ def diff(a, n: int = 1, axis: int = -1, prepend=None, append=None, *, stream=Non
         a = _sh.concatenate(parts, axis=axis)
     for _ in range(n):
         m = a.shape[axis]
-        a = _ew.subtract(_ix.take(a, _sh.arange(1, m), axis=axis), _ix.take(a, _sh.arange(0, m - 1), axis=axis))
+        a = _ew.subtract(_ix.take(a, _cr.arange(1, m), axis=axis), _ix.take(a, _cr.arange(0, m - 1), axis=axis))
     return a
 
 

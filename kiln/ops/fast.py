@@ -13,6 +13,7 @@ from kiln import dtypes as _dt
 from kiln.ops import elementwise as _ew
 from kiln.ops import reduce as _rd
 from kiln.ops import products as _pr
+from kiln.ops import creation as _cr
 from kiln.ops import shape as _sh
 from kiln.ops.normalize import as_array, shape_str
 from kiln.graph.array import array
@@ -138,10 +139,10 @@ def rope(a, dims: int, *, traditional: bool, base: Optional[float], scale: float
                              f"shape {shape_str(freqs.shape)}.")
         inv_freq = _ew.reciprocal(_ew.astype(freqs, _dt.float32))
     else:
-        exps = _sh.arange(0, half, dtype=_dt.float32) * (-2.0 / dims)
+        exps = _cr.arange(0, half, dtype=_dt.float32) * (-2.0 / dims)
         inv_freq = _ew.power(array(float(base), dtype=_dt.float32), exps)
     B, T = a.shape[0], a.shape[-2]
-    pos = _sh.arange(T, dtype=_dt.float32)
+    pos = _cr.arange(T, dtype=_dt.float32)
     if isinstance(offset, array):
         if not _dt.issubdtype(offset.dtype, _dt.integer):
             raise ValueError(f"[rope] offset must be an integer but got type {offset.dtype.name}.")
@@ -225,8 +226,8 @@ def scaled_dot_product_attention(q, k, v, *, scale: float, mask=None, sinks=None
     scores = _ew.astype(_sh.reshape(scores, (B, n_q, T_q, T_kv)), sdt)
     neg_inf = array(-math.inf, dtype=sdt)
     if isinstance(mask, str):
-        rows = _sh.expand_dims(_sh.arange(T_q), 1) + (T_kv - T_q)
-        keep = _sh.arange(T_kv) <= rows
+        rows = _sh.expand_dims(_cr.arange(T_q), 1) + (T_kv - T_q)
+        keep = _cr.arange(T_kv) <= rows
         scores = _ew.where(keep, scores, neg_inf)
     elif mask is not None:
         full = _sh.broadcast_shapes(mask.shape, scores.shape)  # raises MLX's error

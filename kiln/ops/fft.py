@@ -15,6 +15,9 @@ from kiln import dtypes as _dt
 from kiln.ops.normalize import as_array, get_stream, norm_axis, shape_str
 from kiln.graph.array import _make, array
 from kiln.primitives.fft import FFT
+from kiln.ops import creation as _cr
+from kiln.ops import elementwise as _ew
+from kiln.ops import shape as _sh
 
 __all__ = [
     "fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2", "irfft2",
@@ -26,15 +29,13 @@ _NORMS = ("backward", "ortho", "forward")
 
 def _resize_axis(x: array, ax: int, size: int, stream) -> array:
     """``x`` truncated or zero-padded at the end of axis ``ax`` to ``size``."""
-    from kiln.ops.shape import _slice_axis, pad
-
     n = x.shape[ax]
     if size < n:
-        return _slice_axis(x, ax, 0, size, stream=stream)
+        return _sh._slice_axis(x, ax, 0, size, stream=stream)
     if size > n:
         widths = [(0, 0)] * x.ndim
         widths[ax] = (0, size - n)
-        return pad(x, widths, stream=stream)
+        return _sh.pad(x, widths, stream=stream)
     return x
 
 
@@ -50,8 +51,6 @@ def _fftn(a, s, axes, norm: str, inverse: bool, real: bool, name: str, stream) -
         name: the n-dimensional op name used in error messages.
         stream: stream or device.
     """
-    from kiln.ops.elementwise import astype
-
     a = as_array(a)
     if norm not in _NORMS:
         raise ValueError(f"[{name.rstrip('n')}] Invalid norm. Expected one of "
@@ -83,7 +82,7 @@ def _fftn(a, s, axes, norm: str, inverse: bool, real: bool, name: str, stream) -
         if n <= 0:
             raise ValueError(f"[{name}] Invalid FFT output size requested ({n})")
     st = get_stream(stream) if stream is not None else a._stream
-    a = astype(a, _dt.float32 if (real and not inverse) else _dt.complex64)
+    a = _ew.astype(a, _dt.float32 if (real and not inverse) else _dt.complex64)
     in_sizes = list(sizes)
     if real and inverse:
         in_sizes[-1] = sizes[-1] // 2 + 1
@@ -243,8 +242,6 @@ def irfftn(a, s: Optional[Sequence[int]] = None, axes: Optional[Sequence[int]] =
 
 
 def _shift(a, axes, inverse: bool, name: str, stream) -> array:
-    from kiln.ops.shape import roll
-
     a = as_array(a)
     if axes is None:
         axes = tuple(range(a.ndim))
@@ -254,7 +251,7 @@ def _shift(a, axes, inverse: bool, name: str, stream) -> array:
     if not axes:
         return a
     shifts = [-(a.shape[ax] // 2) if inverse else a.shape[ax] // 2 for ax in axes]
-    return roll(a, shifts, axes, stream=stream)
+    return _sh.roll(a, shifts, axes, stream=stream)
 
 
 def fftshift(a, axes=None, stream=None) -> array:
@@ -296,12 +293,9 @@ def fftfreq(n: int, d: float = 1.0, stream=None) -> array:
     Returns:
         float32 ``[0, 1, ..., (n-1)//2, -(n//2), ..., -1] / (d * n)``.
     """
-    from kiln.ops.elementwise import where
-    from kiln.ops.shape import arange
-
     _check_freq_args(n, d, "fftfreq")
-    k = arange(n, dtype=_dt.int32, stream=stream)
-    k = where(k < (n + 1) // 2, k, k - n, stream=stream)
+    k = _cr.arange(n, dtype=_dt.int32, stream=stream)
+    k = _ew.where(k < (n + 1) // 2, k, k - n, stream=stream)
     return k.astype(_dt.float32) / (d * n)
 
 
@@ -316,7 +310,5 @@ def rfftfreq(n: int, d: float = 1.0, stream=None) -> array:
     Returns:
         The float32 frequencies.
     """
-    from kiln.ops.shape import arange
-
     _check_freq_args(n, d, "rfftfreq")
-    return arange(n // 2 + 1, dtype=_dt.float32, stream=stream) / (d * n)
+    return _cr.arange(n // 2 + 1, dtype=_dt.float32, stream=stream) / (d * n)

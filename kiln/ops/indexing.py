@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from kiln import dtypes as _dt
+from kiln.ops.checks import int_tuple
 from kiln.ops.normalize import as_array, scalar, shape_str
 from kiln.graph.array import _make, array
 from kiln.graph.eval import toposort
@@ -23,6 +24,7 @@ from kiln.primitives.shape import Reshape
 from kiln.ops.elementwise import add, astype, multiply, negative
 from kiln.ops.shape import broadcast_to, reshape, transpose
 from kiln.ops import elementwise as _ew
+from kiln.ops import creation as _cr
 from kiln.ops import shape as _sh
 
 
@@ -442,8 +444,8 @@ class _ArrayAt:
         x = self._x
         v = _update_value(x, values)
         if x.dtype.is_inexact:
-            return self._apply(_ew.divide(_sh.ones((), v.dtype), v), "prod", _ew.multiply)
-        total = _ArrayAt(_sh.ones(x.shape, x.dtype), self._idx).multiply(v)
+            return self._apply(_ew.divide(_cr.ones((), v.dtype), v), "prod", _ew.multiply)
+        total = _ArrayAt(_cr.ones(x.shape, x.dtype), self._idx).multiply(v)
         return _ew.astype(_ew.divide(x, total), x.dtype)
 
     def maximum(self, values) -> array:
@@ -607,7 +609,7 @@ def _clamped_start(start, k, hi):
     """Start ``k`` of ``start`` as a 0-d int32, clamped to ``[0, hi]`` (as JAX does)."""
     s = start if start.ndim == 0 else _getitem(start, k)
     s = _ew.astype(s, _dt.int32)
-    return _ew.minimum(_ew.maximum(s, _sh.zeros((), _dt.int32)), scalar(hi, _dt.int32))
+    return _ew.minimum(_ew.maximum(s, _cr.zeros((), _dt.int32)), scalar(hi, _dt.int32))
 
 
 def slice(a, /, start_indices, axes, slice_size, *, stream=None) -> array:
@@ -627,7 +629,7 @@ def slice(a, /, start_indices, axes, slice_size, *, stream=None) -> array:
     """
     a = as_array(a)
     start, axes = _slice_starts(a, start_indices, axes, "slice")
-    size = tuple(int(s) for s in slice_size)
+    size = int_tuple(slice_size, "slice", "slice_size")
     if len(size) != a.ndim:
         raise ValueError(f"[slice] Invalid slice size for array with {a.ndim} dimensions.")
     if any(s < 0 or s > d for s, d in zip(size, a.shape)):
@@ -638,7 +640,7 @@ def slice(a, /, start_indices, axes, slice_size, *, stream=None) -> array:
         y = P.slice_(y, P.Slice((0,) * a.ndim, stops, (1,) * a.ndim))
     for k, ax in enumerate(axes):
         off = _clamped_start(start, k, a.shape[ax] - size[ax])
-        idx = _ew.add(_sh.arange(size[ax], dtype=_dt.int32), off)
+        idx = _ew.add(_cr.arange(size[ax], dtype=_dt.int32), off)
         y = P.gather(y, [idx], (ax,))
     return y
 
@@ -677,7 +679,7 @@ def slice_update(a, /, update, start_indices, axes, *, stream=None) -> array:
     for j, k in enumerate(order):
         ax = axes[k]
         off = _clamped_start(start, k, a.shape[ax] - size[ax])
-        i = _ew.add(_sh.arange(size[ax], dtype=_dt.int32), off)
+        i = _ew.add(_cr.arange(size[ax], dtype=_dt.int32), off)
         i = _reshape(i, tuple(size[ax] if q == j else 1 for q in range(len(mesh))))
         idx.append(_broadcast(i, mesh))
     # Other axes start at 0: a static box around the scatter.

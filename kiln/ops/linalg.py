@@ -21,6 +21,12 @@ from kiln.ops.normalize import as_array, get_stream, shape_str
 from kiln.graph.array import _make, _make_multi, array
 from kiln.primitives.base import broadcast_shapes
 from kiln.primitives.linalg import QR, SVD, Cholesky, Eig, Eigh, Inv, LUFactor, Solve
+from kiln.ops import creation as _cr
+from kiln.ops import elementwise as _ew
+from kiln.ops import normalize as _nm
+from kiln.ops import products as _pr
+from kiln.ops import reduce as _rd
+from kiln.ops import shape as _sh
 
 __all__ = [
     "norm", "inv", "tri_inv", "solve", "solve_triangular", "cholesky", "cholesky_inv",
@@ -57,9 +63,7 @@ def _check_square(a: array, name: str, msg: str = "Only defined for square matri
 
 
 def _mT(x, stream=None):
-    from kiln.ops.shape import swapaxes
-
-    return swapaxes(x, -1, -2, stream=stream)
+    return _sh.swapaxes(x, -1, -2, stream=stream)
 
 
 # ---------------------------------------------------------------- inverses, solves
@@ -79,9 +83,7 @@ def inv(a, *, stream=None) -> array:
 
 
 def _triangle(a: array, upper: bool, stream) -> array:
-    from kiln.ops.shape import tril, triu
-
-    return triu(a, stream=stream) if upper else tril(a, stream=stream)
+    return _cr.triu(a, stream=stream) if upper else _cr.tril(a, stream=stream)
 
 
 def tri_inv(a, upper: bool = False, *, stream=None) -> array:
@@ -104,9 +106,6 @@ def tri_inv(a, upper: bool = False, *, stream=None) -> array:
 
 def _solve(a, b, name: str, upper: Optional[bool], stream) -> array:
     """Shared ``solve``/``solve_triangular``: ``upper`` None means a full ``a``."""
-    from kiln.ops.elementwise import astype
-    from kiln.ops.shape import broadcast_to, expand_dims, squeeze
-
     a, b = as_array(a), as_array(b)
     dt = _dt._PROMOTE[(a.dtype, b.dtype)] if a.dtype is not b.dtype else a.dtype
     if dt not in _FLOATS:
@@ -128,20 +127,20 @@ def _solve(a, b, name: str, upper: Optional[bool], stream) -> array:
                          f"must match second to last dimension of second input with shape "
                          f"{shape_str(b.shape)}.")
     st = get_stream(stream) if stream is not None else a._stream
-    a, b = astype(a, dt, stream=st), astype(b, dt, stream=st)
+    a, b = _ew.astype(a, dt, stream=st), _ew.astype(b, dt, stream=st)
     if upper is not None:
         a = _triangle(a, upper, st)
     vector = b.ndim == 1
     if vector:
         # A single right-hand side vector, shared by every matrix of the stack.
-        b = expand_dims(b, -1, stream=st)
+        b = _sh.expand_dims(b, -1, stream=st)
     batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
     if a.shape[:-2] != batch:
-        a = broadcast_to(a, batch + a.shape[-2:], stream=st)
+        a = _sh.broadcast_to(a, batch + a.shape[-2:], stream=st)
     if b.shape[:-2] != batch:
-        b = broadcast_to(b, batch + b.shape[-2:], stream=st)
+        b = _sh.broadcast_to(b, batch + b.shape[-2:], stream=st)
     x = _make(b.shape, dt, Solve(), (a, b), st)
-    return squeeze(x, -1, stream=st) if vector else x
+    return _sh.squeeze(x, -1, stream=st) if vector else x
 
 
 def solve(a, b, *, stream=None) -> array:
@@ -204,15 +203,13 @@ def cholesky_inv(a, upper: bool = False, *, stream=None) -> array:
     Returns:
         ``inv(L @ L.T)`` or ``inv(U.T @ U)``.
     """
-    from kiln.ops.products import matmul
-
     a = _check_matrix(a, "cholesky_inv")
     _check_square(a, "cholesky_inv", "Cholesky inverse is only defined for square matrices.")
     st = _stream(a, stream)
     t = _make(a.shape, a.dtype, Inv(), (_triangle(a, upper, st),), st)
     if upper:
-        return matmul(t, _mT(t, st), stream=st)
-    return matmul(_mT(t, st), t, stream=st)
+        return _pr.matmul(t, _mT(t, st), stream=st)
+    return _pr.matmul(_mT(t, st), t, stream=st)
 
 
 # ---------------------------------------------------------------- factorizations
@@ -346,25 +343,18 @@ def lu(a, *, stream=None) -> tuple:
         ``a == L[P, :] @ U`` (``take_along_axis(L, P[..., None], -2) @ U``
         for stacks); ``L`` is ``(..., m, k)`` and ``U`` ``(..., k, n)``.
     """
-    from kiln.ops.elementwise import add
-    from kiln.ops.shape import eye, tril, triu
-
     a = _check_matrix(a, "lu")
     st = _stream(a, stream)
     packed, _, perm = _lu_nodes(a, st)
     m, n = a.shape[-2], a.shape[-1]
     k = min(m, n)
-    low = add(tril(packed[..., :, :k], -1, stream=st), eye(m, k, dtype=a.dtype, stream=st), stream=st)
-    up = triu(packed[..., :k, :], stream=st)
+    low = _ew.add(_cr.tril(packed[..., :, :k], -1, stream=st), _cr.eye(m, k, dtype=a.dtype, stream=st), stream=st)
+    up = _cr.triu(packed[..., :k, :], stream=st)
     return perm, low, up
 
 
 def _det_parts(a, name: str, stream):
     """LU pieces shared by ``det`` and ``slogdet``: (diag of U, permutation sign, dtype)."""
-    from kiln.ops.elementwise import astype, equal, remainder, subtract
-    from kiln.ops.reduce import sum
-    from kiln.ops.shape import arange, diagonal
-
     a = as_array(a)
     if a.dtype.kind == "c":
         raise ValueError(f"[linalg::{name}] Complex inputs are not supported.")
@@ -374,14 +364,14 @@ def _det_parts(a, name: str, stream):
     _check_square(a, name)
     st = _stream(a, stream)
     out_dt = a.dtype if a.dtype.kind == "f" else _dt.float32
-    work = a if a.dtype in _FLOATS else astype(a, _dt.float32, stream=st)
+    work = a if a.dtype in _FLOATS else _ew.astype(a, _dt.float32, stream=st)
     packed, swaps, _ = _lu_nodes(work, st)
-    diag = diagonal(packed, 0, -2, -1, stream=st)
+    diag = _sh.diagonal(packed, 0, -2, -1, stream=st)
     k = swaps.shape[-1]
-    moved = subtract(k, sum(equal(swaps, arange(k, dtype=_dt.uint32, stream=st), stream=st),
+    moved = _ew.subtract(k, _rd.sum(_ew.equal(swaps, _cr.arange(k, dtype=_dt.uint32, stream=st), stream=st),
                             axis=-1, stream=st), stream=st)
-    odd = astype(remainder(moved, 2, stream=st), work.dtype, stream=st)
-    parity = subtract(1.0, odd * 2.0, stream=st)
+    odd = _ew.astype(_ew.remainder(moved, 2, stream=st), work.dtype, stream=st)
+    parity = _ew.subtract(1.0, odd * 2.0, stream=st)
     return diag, parity, out_dt
 
 
@@ -395,13 +385,10 @@ def det(a, *, stream=None) -> array:
     Returns:
         The determinant(s), computed through an LU factorization.
     """
-    from kiln.ops.elementwise import astype, multiply
-    from kiln.ops.reduce import prod
-
     diag, parity, out_dt = _det_parts(a, "det", stream)
     st = diag._stream
-    d = multiply(parity, prod(diag, axis=-1, stream=st), stream=st)
-    return astype(d, out_dt, stream=st)
+    d = _ew.multiply(parity, _rd.prod(diag, axis=-1, stream=st), stream=st)
+    return _ew.astype(d, out_dt, stream=st)
 
 
 def slogdet(a, *, stream=None) -> tuple:
@@ -415,14 +402,11 @@ def slogdet(a, *, stream=None) -> tuple:
         ``(sign, logabsdet)`` with ``det == sign * exp(logabsdet)``; a
         singular matrix gives ``(0, -inf)``.
     """
-    from kiln.ops.elementwise import abs, astype, log, multiply, sign
-    from kiln.ops.reduce import prod, sum
-
     diag, parity, out_dt = _det_parts(a, "slogdet", stream)
     st = diag._stream
-    s = multiply(parity, prod(sign(diag, stream=st), axis=-1, stream=st), stream=st)
-    logabs = sum(log(abs(diag, stream=st), stream=st), axis=-1, stream=st)
-    return astype(s, out_dt, stream=st), astype(logabs, out_dt, stream=st)
+    s = _ew.multiply(parity, _rd.prod(_ew.sign(diag, stream=st), axis=-1, stream=st), stream=st)
+    logabs = _rd.sum(_ew.log(_ew.abs(diag, stream=st), stream=st), axis=-1, stream=st)
+    return _ew.astype(s, out_dt, stream=st), _ew.astype(logabs, out_dt, stream=st)
 
 
 def pinv(a, *, stream=None) -> array:
@@ -437,26 +421,21 @@ def pinv(a, *, stream=None) -> array:
     Returns:
         ``aplus`` of shape ``(..., n, m)`` with ``a @ aplus @ a == a``.
     """
-    from kiln.ops.elementwise import multiply, stop_gradient, where
-    from kiln.ops.reduce import max
-    from kiln.ops.products import matmul
-    from kiln.ops.shape import expand_dims, ones_like, zeros, zeros_like
-
     a = _check_matrix(a, "pinv")
     st = _stream(a, stream)
     m, n = a.shape[-2], a.shape[-1]
     if m == 0 or n == 0:
-        return zeros(a.shape[:-2] + (n, m), a.dtype, stream=st)
+        return _cr.zeros(a.shape[:-2] + (n, m), a.dtype, stream=st)
     u, s, vt = svd(a, stream=st)
     k = s.shape[-1]
     u, vt = u[..., :, :k], vt[..., :k, :]
     eps = float(np.finfo(a.dtype.np).eps)
-    cut = multiply(max(stop_gradient(s, stream=st), axis=-1, keepdims=True, stream=st),
+    cut = _ew.multiply(_rd.max(_ew.stop_gradient(s, stream=st), axis=-1, keepdims=True, stream=st),
                    eps * builtins.max(m, n), stream=st)
     keep = s > cut
-    safe = where(keep, s, ones_like(s, stream=st), stream=st)
-    inv_s = where(keep, 1.0 / safe, zeros_like(s, stream=st), stream=st)
-    return matmul(_mT(vt, st) * expand_dims(inv_s, -2, stream=st), _mT(u, st), stream=st)
+    safe = _ew.where(keep, s, _cr.ones_like(s, stream=st), stream=st)
+    inv_s = _ew.where(keep, 1.0 / safe, _cr.zeros_like(s, stream=st), stream=st)
+    return _pr.matmul(_mT(vt, st) * _sh.expand_dims(inv_s, -2, stream=st), _mT(u, st), stream=st)
 
 
 
@@ -476,57 +455,50 @@ def _norm_axes(axis, ndim: int) -> tuple:
 
 
 def _vector_norm(x: array, ord, ax: tuple, keepdims: bool, st) -> array:
-    from kiln.ops.elementwise import abs, astype, not_equal, power, sqrt
-    from kiln.ops.reduce import max, min, sum
-
     if ord is None or ord == 2:
-        return sqrt(sum(x * x, axis=ax, keepdims=keepdims, stream=st), stream=st)
+        return _ew.sqrt(_rd.sum(x * x, axis=ax, keepdims=keepdims, stream=st), stream=st)
     if ord == math.inf:
-        return max(abs(x, stream=st), axis=ax, keepdims=keepdims, stream=st)
+        return _rd.max(_ew.abs(x, stream=st), axis=ax, keepdims=keepdims, stream=st)
     if ord == -math.inf:
-        return min(abs(x, stream=st), axis=ax, keepdims=keepdims, stream=st)
+        return _rd.min(_ew.abs(x, stream=st), axis=ax, keepdims=keepdims, stream=st)
     if ord == 0:
-        nz = not_equal(x, 0, stream=st)
-        return astype(sum(nz, axis=ax, keepdims=keepdims, stream=st), x.dtype, stream=st)
+        nz = _ew.not_equal(x, 0, stream=st)
+        return _ew.astype(_rd.sum(nz, axis=ax, keepdims=keepdims, stream=st), x.dtype, stream=st)
     if ord == 1:
-        return sum(abs(x, stream=st), axis=ax, keepdims=keepdims, stream=st)
+        return _rd.sum(_ew.abs(x, stream=st), axis=ax, keepdims=keepdims, stream=st)
     p = float(ord)
-    total = sum(power(abs(x, stream=st), p, stream=st), axis=ax, keepdims=keepdims, stream=st)
-    return power(total, 1.0 / p, stream=st)
+    total = _rd.sum(_ew.power(_ew.abs(x, stream=st), p, stream=st), axis=ax, keepdims=keepdims, stream=st)
+    return _ew.power(total, 1.0 / p, stream=st)
 
 
 def _matrix_norm(x: array, ord, ax: tuple, keepdims: bool, st) -> array:
-    from kiln.ops.elementwise import abs, astype, sqrt
-    from kiln.ops.reduce import max, min, sum
-    from kiln.ops.shape import expand_dims, moveaxis, squeeze
-
     row, col = ax
     if ord is None or ord == "fro":
-        return sqrt(sum(x * x, axis=ax, keepdims=keepdims, stream=st), stream=st)
+        return _ew.sqrt(_rd.sum(x * x, axis=ax, keepdims=keepdims, stream=st), stream=st)
     if isinstance(ord, str) and ord != "nuc":
         raise ValueError(f"[linalg::norm] Invalid ord value '{ord}' for matrix norm.")
     if ord == "nuc" or ord in (2, -2):
         # Singular values over the two axes, moved to the end.
-        mat = moveaxis(moveaxis(x, row, -1, stream=st), col if col < row else col - 1, -1, stream=st)
-        work = mat if mat.dtype in _FLOATS else astype(mat, _dt.float32, stream=st)
+        mat = _sh.moveaxis(_sh.moveaxis(x, row, -1, stream=st), col if col < row else col - 1, -1, stream=st)
+        work = mat if mat.dtype in _FLOATS else _ew.astype(mat, _dt.float32, stream=st)
         s = svd(work, compute_uv=False, stream=st)
         if ord == "nuc":
-            r = sum(s, axis=-1, stream=st)
+            r = _rd.sum(s, axis=-1, stream=st)
         elif ord == 2:
-            r = max(s, axis=-1, stream=st)
+            r = _rd.max(s, axis=-1, stream=st)
         else:
-            r = min(s, axis=-1, stream=st)
-        r = astype(r, x.dtype, stream=st)
+            r = _rd.min(s, axis=-1, stream=st)
+        r = _ew.astype(r, x.dtype, stream=st)
         if keepdims:
-            r = expand_dims(r, sorted(ax), stream=st)
+            r = _sh.expand_dims(r, sorted(ax), stream=st)
         return r
     if ord in (1, -1, math.inf, -math.inf):
         # 1: max over columns of the column sums; inf: over rows of the row sums.
         inner, outer = (row, col) if ord in (1, -1) else (col, row)
-        reduce = max if ord > 0 else min
-        sums = sum(abs(x, stream=st), axis=inner, keepdims=True, stream=st)
+        reduce = _rd.max if ord > 0 else _rd.min
+        sums = _rd.sum(_ew.abs(x, stream=st), axis=inner, keepdims=True, stream=st)
         r = reduce(sums, axis=outer, keepdims=True, stream=st)
-        return r if keepdims else squeeze(r, ax, stream=st)
+        return r if keepdims else _sh.squeeze(r, ax, stream=st)
     raise ValueError(f"[linalg::norm] Invalid ord {ord} for matrix norm.")
 
 
@@ -548,16 +520,14 @@ def norm(a, /, ord: Union[None, int, float, str] = None, axis: Union[None, int, 
         The norm(s): float32 for integer and boolean input, real for complex
         input, otherwise the input's dtype.
     """
-    from kiln.ops.elementwise import abs, astype
-
     a = as_array(a)
     st = _stream(a, stream)
     x = a
     if x.dtype.kind in "biu":
-        x = astype(x, _dt.float32, stream=st)
+        x = _ew.astype(x, _dt.float32, stream=st)
     elif x.dtype.kind == "c":
         # All norms depend on |x| only; MLX returns complex dtypes here for some orders.
-        x = abs(x, stream=st)
+        x = _ew.abs(x, stream=st)
     if isinstance(ord, bool):
         ord = int(ord)
     if axis is None:
@@ -588,10 +558,7 @@ def cross(a, b, axis: int = -1, *, stream=None) -> array:
     Returns:
         The cross product, with size 3 along ``axis``.
     """
-    from kiln.ops.normalize import binary_args
-    from kiln.ops.shape import broadcast_to, concatenate, pad, split
-
-    a, b, dt = binary_args(a, b, "linalg::cross")
+    a, b, dt = _nm.binary_args(a, b, "linalg::cross")
     st = get_stream(stream) if stream is not None else a._stream
     for x in (a, b):
         if not -x.ndim <= axis < x.ndim:
@@ -606,16 +573,16 @@ def cross(a, b, axis: int = -1, *, stream=None) -> array:
             return x
         widths = [(0, 0)] * x.ndim
         widths[ax] = (0, 1)
-        return pad(x, widths, stream=st)
+        return _sh.pad(x, widths, stream=st)
 
     a, b = widen(a), widen(b)
     shape = broadcast_shapes(a.shape, b.shape)
-    a, b = broadcast_to(a, shape, stream=st), broadcast_to(b, shape, stream=st)
+    a, b = _sh.broadcast_to(a, shape, stream=st), _sh.broadcast_to(b, shape, stream=st)
     ax = axis % len(shape)
-    a0, a1, a2 = split(a, 3, axis=ax, stream=st)
-    b0, b1, b2 = split(b, 3, axis=ax, stream=st)
+    a0, a1, a2 = _sh.split(a, 3, axis=ax, stream=st)
+    b0, b1, b2 = _sh.split(b, 3, axis=ax, stream=st)
     parts = [a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0]
-    return concatenate(parts, axis=ax, stream=st)
+    return _sh.concatenate(parts, axis=ax, stream=st)
 
 
 # MLX also exposes ``norm`` at the top level as ``mx.matrix_norm``.

@@ -22,6 +22,9 @@ from kiln.primitives.base import broadcast_shapes
 from kiln.primitives.matmul import Matmul
 from kiln.ops import indexing as _ix
 from kiln.ops.shape import broadcast_to, diagonal, expand_dims, reshape, squeeze, transpose
+from kiln.ops import creation as _cr
+from kiln.ops import elementwise as _ew
+from kiln.ops import shape as _sh
 
 __all__ = [
     "addmm",
@@ -107,9 +110,7 @@ def addmm(c, a, b, /, alpha: float = 1.0, beta: float = 1.0, *, stream=None) -> 
     cc = astype(c, dt)
     if beta != 1.0:
         cc = multiply(cc, beta)
-    from kiln.ops.elementwise import add
-
-    return add(out, cc, stream=stream)
+    return _ew.add(out, cc, stream=stream)
 
 
 def inner(a, b, /, *, stream=None) -> array:
@@ -395,10 +396,8 @@ def _expand_mask(mask, block, rows, cols, stream):
     m = expand_dims(expand_dims(mask, -1), -3)
     shape = mask._shape[:-2] + (mask._shape[-2], block, mask._shape[-1], block)
     m = reshape(broadcast_to(m, shape), mask._shape[:-2] + (mask._shape[-2] * block, mask._shape[-1] * block))
-    from kiln.ops.shape import _slice_axis
-
-    m = _slice_axis(m, m.ndim - 2, 0, rows, stream=stream)
-    return _slice_axis(m, m.ndim - 1, 0, cols, stream=stream)
+    m = _sh._slice_axis(m, m.ndim - 2, 0, rows, stream=stream)
+    return _sh._slice_axis(m, m.ndim - 1, 0, cols, stream=stream)
 
 
 def block_masked_mm(
@@ -462,9 +461,7 @@ def gather_mm(
     for x, ind in ((a, lhs_indices), (b, rhs_indices)):
         batch = x._shape[:-2]
         if ind is None:
-            from kiln.ops.shape import arange
-
-            ind = reshape(arange(math.prod(batch)), batch)
+            ind = reshape(_cr.arange(math.prod(batch)), batch)
         ind = as_array(ind)
         if ind._dtype.kind not in "iu":
             raise ValueError("[gather_mm] Got indices with invalid dtype. Indices must be integral.")

@@ -1,5 +1,5 @@
-"""Creation and shape ops: arange/eye/full..., reshape, transpose, concatenate,
-split, pad, diagonal, as_strided, view, and dtype helpers (``result_type``).
+"""Shape ops: reshape, transpose, concatenate, split, pad, diagonal, as_strided, view, and
+dtype helpers (``result_type``). Creation ops (arange, eye, full...) are in ``creation.py``.
 
 Ops validate their arguments with MLX's errors and build nodes of the
 primitives in ``primitives/shape.py``; many ops (tile, roll, diag, ...) are
@@ -14,68 +14,20 @@ import math
 import numpy as np
 
 from kiln import dtypes as _dt
+from kiln.ops.checks import int_tuple
 from kiln.ops.normalize import as_array, get_stream, norm_axis, shape_str
 from kiln.graph.array import _leaf, _make, array
 from kiln.primitives import shape as S
 from kiln.primitives.indexing import slice_axis as _slice_axis_node
 from kiln.primitives.base import broadcast_shapes as _broadcast_shapes
+from kiln.ops import elementwise as _ew
 
 __all__ = [
-    "arange",
-    "as_strided",
-    "asarray",
-    "atleast_1d",
-    "atleast_2d",
-    "atleast_3d",
-    "broadcast_arrays",
-    "broadcast_shapes",
-    "broadcast_to",
-    "can_cast",
-    "concat",
-    "concatenate",
-    "contiguous",
-    "diag",
-    "diagonal",
-    "empty",
-    "empty_like",
-    "expand_dims",
-    "eye",
-    "flatten",
-    "flip",
-    "full",
-    "full_like",
-    "identity",
-    "isdtype",
-    "linspace",
-    "matrix_transpose",
-    "meshgrid",
-    "moveaxis",
-    "ones",
-    "ones_like",
-    "pad",
-    "permute_dims",
-    "repeat",
-    # shape
-    "reshape",
-    # dtypes
-    "result_type",
-    "roll",
-    "split",
-    "squeeze",
-    "stack",
-    "swapaxes",
-    "tile",
-    "trace",
-    "transpose",
-    "tri",
-    "tril",
-    "triu",
-    "unflatten",
-    "unstack",
-    "view",
-    # creation
-    "zeros",
-    "zeros_like",
+    "as_strided", "atleast_1d", "atleast_2d", "atleast_3d", "broadcast_arrays", "broadcast_shapes",
+    "broadcast_to", "can_cast", "concat", "concatenate", "contiguous", "diag", "diagonal",
+    "expand_dims", "flatten", "flip", "isdtype", "matrix_transpose", "moveaxis", "pad",
+    "permute_dims", "repeat", "reshape", "result_type", "roll", "split", "squeeze", "stack",
+    "swapaxes", "tile", "trace", "transpose", "unflatten", "unstack", "view",
 ]
 
 
@@ -99,252 +51,11 @@ def _prod(shape) -> int:
     return n
 
 
-# ================================================================ creation
-def _shape_arg(shape, op):
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    shape = tuple(int(s) for s in shape)
-    for s in shape:
-        if s < 0:
-            raise ValueError(f"[{op}] Negative dimensions not allowed.")
-    return shape
-
-
-def _backend_xp(stream):
-    from kiln.backend import get_backend
-
-    return get_backend(stream.device.type).xp
-
-
-def _constant(make, dtype, stream) -> array:
-    """A leaf made by ``make(xp)`` on the stream's backend, as ``dtype``."""
-    s = get_stream(stream)
-    buf = make(_backend_xp(s))
-    if buf.dtype != dtype.np:
-        buf = buf.astype(dtype.np)
-    return _leaf(buf, dtype, s)
-
-
-def full(shape, vals, dtype=None, *, stream=None) -> array:
-    """An array of ``shape`` filled with ``vals`` (which broadcasts to ``shape``).
-
-    Args:
-        shape: the output shape.
-        vals: a scalar or an array broadcastable to ``shape``.
-        dtype: the output dtype (default: that of ``vals``).
-        stream: stream or device.
-    Returns:
-        The filled array.
-    """
-    shape = _shape_arg(shape, "full")
-    v = as_array(vals)
-    if dtype is not None:
-        from kiln.ops.elementwise import astype
-
-        v = astype(v, _dt.as_dtype(dtype))
-    return broadcast_to(v, shape, stream=stream)
-
-
-def zeros(shape, dtype=_dt.float32, *, stream=None) -> array:
-    """An array of zeros of ``shape`` and ``dtype`` (float32 by default)."""
-    shape = _shape_arg(shape, "full")
-    dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.float32
-    return _constant(lambda xp: xp.zeros(shape, dtype.np), dtype, stream)
-
-
-def ones(shape, dtype=_dt.float32, *, stream=None) -> array:
-    """An array of ones of ``shape`` and ``dtype`` (float32 by default)."""
-    shape = _shape_arg(shape, "full")
-    dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.float32
-    return _constant(lambda xp: xp.ones(shape, dtype.np), dtype, stream)
-
-
-empty = zeros
-
-
-def zeros_like(a, /, dtype=None, *, stream=None) -> array:
-    """Zeros of ``a``'s shape and of ``dtype`` (default: ``a``'s dtype)."""
-    a = as_array(a)
-    return zeros(a._shape, a._dtype if dtype is None else dtype, stream=stream)
-
-
-def ones_like(a, /, dtype=None, *, stream=None) -> array:
-    """Ones of ``a``'s shape and of ``dtype`` (default: ``a``'s dtype)."""
-    a = as_array(a)
-    return ones(a._shape, a._dtype if dtype is None else dtype, stream=stream)
-
-
-empty_like = zeros_like
-
-
-def full_like(a, vals, dtype=None, *, stream=None) -> array:
-    """An array of ``a``'s shape filled with ``vals``, of ``dtype`` (default ``a``'s)."""
-    a = as_array(a)
-    return full(a._shape, vals, a._dtype if dtype is None else dtype, stream=stream)
-
-
-def asarray(a, dtype=None, *, copy=None) -> array:
-    """``a`` as an array (arrays of the right dtype are returned as they are)."""
-    if isinstance(a, array) and (dtype is None or a._dtype is _dt.as_dtype(dtype)) and not copy:
-        return a
-    return array(a, dtype)
-
-
-def arange(start, stop=None, step=None, dtype=None, *, stream=None) -> array:
-    """Evenly spaced values in ``[start, stop)``.
-
-    ``arange(stop)`` starts at 0. The dtype is int32 when every given bound is
-    an integer and float32 otherwise, unless ``dtype`` is given.
-
-    Args:
-        start: first value (or the stop when ``stop`` is None).
-        stop: end, excluded.
-        step: spacing (default 1).
-        dtype: the output dtype.
-        stream: stream or device.
-    Returns:
-        A 1-D array.
-    """
-    if stop is None:
-        start, stop = 0, start
-    if step is None:
-        step = 1
-    vals = (start, stop, step)
-    if dtype is None:
-        if any(isinstance(v, float) for v in vals):
-            dtype = _dt.float32
-        else:  # integers beyond int32 give int64, as MLX infers
-            big = any(not -2**31 <= int(v) < 2**31 for v in vals)
-            dtype = _dt.int64 if big else _dt.int32
-    dtype = _dt.as_dtype(dtype)
-    if step == 0:
-        raise ValueError("[arange] step must be nonzero.")
-    if math.isinf(step) and math.isfinite(stop - start):  # one element (start) when stop lies in step's direction
-        n = 1 if (stop - start) * step > 0 else 0
-        step = 0
-    else:
-        length = (stop - start) / step
-        if not math.isfinite(length):
-            raise ValueError("[arange] Cannot compute length.")
-        n = max(0, math.ceil(length))
-    if n > 2**31 - 1:
-        raise ValueError("[arange] Maximum size exceeded.")
-    # Computed in the output type, as MLX does (int dtypes truncate the step).
-    # NumPy scalars ([()]), not 0-d arrays: CuPy refuses 0-d NumPy arrays as operands.
-    st, sp = np.array(start).astype(dtype.np)[()], np.array(step).astype(dtype.np)[()]
-
-    def make(xp):
-        return xp.arange(n).astype(dtype.np) * sp + st
-
-    return _constant(make, dtype, stream)
-
-
-def linspace(start, stop, num=50, endpoint=True, dtype=_dt.float32, stream=None) -> array:
-    """``num`` evenly spaced values from ``start`` to ``stop``.
-
-    Args:
-        start: first value.
-        stop: last value (included when ``endpoint``).
-        num: number of values.
-        endpoint: whether ``stop`` is the last value.
-        dtype: output dtype (float32 by default; ints truncate).
-        stream: stream or device.
-    Returns:
-        A 1-D array of ``num`` values.
-    """
-    num = int(num)
-    if num < 0:
-        raise ValueError(f"[linspace] number of samples, {num}, must be non-negative.")
-    dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.float32
-    div = (num - 1 if endpoint else num) or 1
-    # float64 output is computed in float64 (a Python float keeps its double value).
-    wide = np.float64 if dtype is _dt.float64 else np.float32
-    step = wide((stop - start) / div)
-
-    def make(xp):
-        out = xp.arange(num, dtype=wide) * step + wide(start)
-        if endpoint and num > 1:
-            out[-1] = stop  # the end point is the one given, not start + (num-1)*step rounded
-        return out.astype(dtype.np)
-
-    return _constant(make, dtype, stream)
-
-
-def eye(n: int, m: int | None = None, k: int = 0, dtype=_dt.float32, *, stream=None) -> array:
-    """A 2-D array with ones on diagonal ``k`` and zeros elsewhere."""
-    m = n if m is None else m
-    if n < 0 or m < 0:
-        raise ValueError("[eye] N and M must be positive integers.")
-    dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.float32
-    return _constant(lambda xp: xp.eye(n, m, k, dtype=dtype.np), dtype, stream)
-
-
-def identity(n: int, dtype=_dt.float32, *, stream=None) -> array:
-    """The ``n`` by ``n`` identity matrix."""
-    return eye(n, n, 0, dtype, stream=stream)
-
-
-def tri(n: int, m: int | None = None, k: int = 0, dtype=None, *, stream=None) -> array:
-    """Ones at and below diagonal ``k`` of an ``n`` by ``m`` array, zeros above."""
-    m = n if m is None else m
-    dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.float32
-    return _constant(lambda xp: xp.tri(n, m, k, dtype=dtype.np), dtype, stream)
-
-
-def _triangle(x, k, upper, op, stream):
-    x = as_array(x)
-    if x.ndim < 2:
-        raise ValueError(f"[{op}] array must be at least 2-D")
-    return _make(x._shape, x._dtype, S.Triangle(int(k), upper), (x,), get_stream(stream))
-
-
-def tril(x, k: int = 0, *, stream=None) -> array:
-    """Zero the elements above diagonal ``k`` of the last two axes."""
-    return _triangle(x, k, False, "tril", stream)
-
-
-def triu(x, k: int = 0, *, stream=None) -> array:
-    """Zero the elements below diagonal ``k`` of the last two axes."""
-    return _triangle(x, k, True, "triu", stream)
-
-
-def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -> tuple:
-    """Coordinate grids from 1-D coordinate arrays.
-
-    Args:
-        arrays: the coordinate arrays (flattened).
-        sparse: return broadcastable arrays instead of full grids.
-        indexing: ``"xy"`` (Cartesian: the first two axes swapped) or ``"ij"``.
-        stream: stream or device.
-    Returns:
-        A tuple of arrays, one per input.
-    """
-    if indexing not in ("xy", "ij"):
-        raise ValueError("[meshgrid] Invalid indexing value. Valid values are 'xy' and 'ij'.")
-    xs = [reshape(as_array(a), (-1,), stream=stream) for a in arrays]
-    nd = len(xs)
-    sizes = [x.shape[0] for x in xs]
-    if indexing == "xy" and nd > 1:
-        sizes[0], sizes[1] = sizes[1], sizes[0]
-    out = []
-    for i, x in enumerate(xs):
-        pos = i
-        if indexing == "xy" and nd > 1 and i < 2:
-            pos = 1 - i
-        shape = [1] * nd
-        shape[pos] = x.shape[0]
-        g = reshape(x, shape, stream=stream)
-        out.append(g if sparse else broadcast_to(g, tuple(sizes), stream=stream))
-    return tuple(out)
-
-
 # ================================================================ reshaping
 def reshape(a, /, shape, *, stream=None) -> array:
     """``a`` with a new shape of the same size (one dimension may be -1)."""
     a = as_array(a)
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, "reshape")
     size = a.size
     if -1 in shape:
         if shape.count(-1) > 1:
@@ -383,7 +94,7 @@ def unflatten(a, /, axis: int, shape, *, stream=None) -> array:
     if axis < -nd or axis >= nd:
         raise IndexError(f"[unflatten] Invalid axes {axis} for array with {nd} dimensions.")
     ax = axis % nd
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, "unflatten")
     n = a._shape[ax]
     if shape.count(-1) > 1:
         raise ValueError("[Unflatten] Can only infer one dimension.")
@@ -499,7 +210,7 @@ def broadcast_shapes(*shapes) -> tuple:
 def broadcast_to(a, /, shape, *, stream=None) -> array:
     """Broadcast ``a`` (an array or scalar) to ``shape``."""
     a = as_array(a)
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, "broadcast_to")
     if shape == a._shape:
         return a
     if any(s < 0 for s in shape):
@@ -529,9 +240,7 @@ def _promote_all(xs):
     dt = xs[0]._dtype
     for x in xs[1:]:
         dt = _dt.promote_types(dt, x._dtype)
-    from kiln.ops.elementwise import astype
-
-    return [x if x._dtype is dt else astype(x, dt) for x in xs], dt
+    return [x if x._dtype is dt else _ew.astype(x, dt) for x in xs], dt
 
 
 def concatenate(arrays, axis: int | None = 0, *, stream=None) -> array:
@@ -644,7 +353,7 @@ def split(a, /, indices_or_sections, axis: int = 0, *, stream=None) -> list:
 def tile(a, reps, /, *, stream=None) -> array:
     """Repeat the whole of ``a`` ``reps`` times along each axis."""
     a = as_array(a)
-    reps = (int(reps),) if isinstance(reps, (int, np.integer)) else tuple(int(r) for r in reps)
+    reps = int_tuple(reps, "tile", "reps")
     if any(r < 0 for r in reps):
         raise ValueError("[broadcast_to] Negative dimensions not allowed.")
     nd = max(a.ndim, len(reps))
@@ -768,12 +477,10 @@ def pad(a, pad_width, mode: str = "constant", constant_values=0, *, stream=None)
     if all(w == (0, 0) for w in widths):
         return a
     if mode == "constant":
-        from kiln.ops.elementwise import astype
-
         v = as_array(constant_values)
         if v.ndim:
             v = reshape(_slice_axis(reshape(v, (-1,)), 0, 0, 1), ())
-        v = astype(v, a._dtype)
+        v = _ew.astype(v, a._dtype)
         prim = S.Pad(widths)
         return _make(prim.output_shapes([a])[0], a._dtype, prim, (a, v), get_stream(stream))
     out = a
@@ -882,6 +589,8 @@ def diagonal(a, offset: int = 0, axis1: int = 0, axis2: int = 1, stream=None) ->
 
 def diag(a, /, k: int = 0, *, stream=None) -> array:
     """The diagonal ``k`` of a 2-D array, or a 2-D array with 1-D ``a`` on diagonal ``k``."""
+    from kiln.ops.creation import zeros  # creation sits above shape on the ops floor
+
     a = as_array(a)
     if a.ndim == 2:
         return diagonal(a, k, 0, 1, stream=stream)
@@ -909,7 +618,6 @@ def trace(a, /, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype=None, *, 
 
     Small integer types accumulate in 32 bits, as in ``sum``.
     """
-    from kiln.ops.elementwise import astype
     from kiln.ops.reduce import sum as _sum
 
     a = as_array(a)
@@ -922,7 +630,7 @@ def trace(a, /, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype=None, *, 
             dtype = _dt.uint32
         else:
             dtype = dt
-    d = astype(d, _dt.as_dtype(dtype))
+    d = _ew.astype(d, _dt.as_dtype(dtype))
     return _sum(d, axis=-1, stream=stream)
 
 
@@ -942,7 +650,7 @@ def as_strided(a, /, shape=None, strides=None, offset: int = 0, *, stream=None) 
         A new array with the viewed elements.
     """
     a = as_array(a)
-    shape = a._shape if shape is None else tuple(int(s) for s in shape)
+    shape = a._shape if shape is None else int_tuple(shape, "as_strided")
     if any(s < 0 for s in shape):
         raise ValueError("[as_strided] Negative dimensions not allowed.")
     if strides is None:
