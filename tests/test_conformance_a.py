@@ -362,7 +362,7 @@ def test_minmax_numpy(axis, keepdims):
 
 
 def test_buffer_size_and_iterator():
-    x, y = mx.ones(3), mx.ones((100,))
+    x, y = mx.array(np.ones(3, np.float32)), mx.array(np.ones(100, np.float32))
     with pytest.raises(ValueError, match="get_array_buffer_size"):
         mx.get_array_buffer_size(x + 1)  # not evaluated yet
     mx.eval(x, y)
