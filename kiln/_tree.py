@@ -270,7 +270,9 @@ def tree_unflatten(tree: Union[list, dict]) -> Any:
     for key, value in items:
         head, _, tail = key.partition(".")
         groups.setdefault(head, []).append((tail, value))
-    if groups and all(k.isdigit() for k in groups):
+    # Digit keys make a list, unless two of them name one position ("01" and "1"): then a dict.
+    if (groups and all(k.isdigit() for k in groups)
+            and len({int(k) for k in groups}) == len(groups)):
         out = [{} for _ in range(max(int(k) for k in groups) + 1)]
         for k, sub in groups.items():
             out[int(k)] = tree_unflatten(sub)
@@ -315,9 +317,20 @@ def tree_merge(tree_a: Any, tree_b: Any, merge_fn: Optional[Callable] = None) ->
     Returns:
         The merged tree.
     """
+    return _merge(tree_a, tree_b, merge_fn)
+
+
+def _merge(tree_a, tree_b, merge_fn):
     def empty(t):
         return t is None or (_is_node(t) and len(t) == 0)
 
+    if empty(tree_a) and empty(tree_b) and _is_node(tree_a) and _is_node(tree_b):
+        if not (isinstance(tree_b, dict) == isinstance(tree_a, dict)
+                and isinstance(tree_b, tuple) == isinstance(tree_a, tuple)):
+            base = [c.__name__ for c in (dict, tuple, list) if isinstance(tree_a, c)][0]
+            other = [c.__name__ for c in (dict, tuple, list) if isinstance(tree_b, c)][0]
+            raise ValueError(f"Cannot merge {base} with {other}")
+        return tree_a
     if empty(tree_a):
         return tree_b
     if empty(tree_b):
@@ -325,15 +338,15 @@ def tree_merge(tree_a: Any, tree_b: Any, merge_fn: Optional[Callable] = None) ->
     if isinstance(tree_a, (list, tuple)) and isinstance(tree_b, (list, tuple)):
         n = max(len(tree_a), len(tree_b))
         merged = [
-            tree_merge(tree_a[i] if i < len(tree_a) else None,
-                       tree_b[i] if i < len(tree_b) else None, merge_fn)
+            _merge(tree_a[i] if i < len(tree_a) else None,
+                   tree_b[i] if i < len(tree_b) else None, merge_fn)
             for i in range(n)
         ]
-        return type(tree_a)(merged)
+        return type(tree_a)(*merged) if _is_namedtuple(tree_a) else type(tree_a)(merged)
     if isinstance(tree_a, dict) and isinstance(tree_b, dict):
         out = dict(tree_a)
         for k, v in tree_b.items():
-            out[k] = tree_merge(tree_a.get(k), v, merge_fn)
+            out[k] = _merge(tree_a.get(k, None), v, merge_fn)
         return out
     if _is_node(tree_a) or _is_node(tree_b):
         raise ValueError("Trees contain elements at the same locations but of different types.")

@@ -184,6 +184,8 @@ class finfo:
         dtype = as_dtype(dtype)
         if not dtype.is_inexact:
             raise ValueError(f"[finfo] dtype {dtype} is not inexact.")
+        if dtype is complex64:  # the limits are those of each part, and so is the dtype (as MLX)
+            dtype = float32
         self.dtype = dtype
         info = ml_dtypes.finfo(dtype.np) if dtype is bfloat16 else np.finfo(dtype.np)
         self.min = float(info.min)

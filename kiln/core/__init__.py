@@ -16,8 +16,10 @@ from kiln.dtypes import (Dtype, DtypeCategory, bfloat16, bool_, complex64,  # no
                          complexfloating, finfo, float16, float32, float64, floating, generic,
                          iinfo, inexact, int8, int16, int32, int64, integer, issubdtype, number,
                          signedinteger, uint8, uint16, uint32, uint64, unsignedinteger)
-from kiln.graph.array import array  # noqa: F401
+from kiln.graph.array import ArrayIterator, array  # noqa: F401
 from kiln.graph.evaluation import async_eval, eval  # noqa: F401
+from kiln.graph.printing import (PrintOptions, get_printoptions, printoptions,  # noqa: F401
+                                 set_printoptions)
 from kiln.ops import *  # noqa: F401,F403
 from kiln.ops import fast, fft, linalg, random  # noqa: F401
 from kiln.ops.constants import e, euler_gamma, inf, nan, newaxis, pi  # noqa: F401
@@ -26,6 +28,9 @@ from kiln.transforms import *  # noqa: F401,F403
 # nn.Module reports its calls to checkpoint(fun, interval=k) through this (nn sees only kiln.core).
 from kiln.transforms.checkpoint import module_call as _checkpoint_module_call  # noqa: F401
 from kiln.core import cuda, metal  # noqa: F401,E402
+from kiln import __version__  # noqa: F401,E402
 from kiln import distributed  # noqa: F401,E402  (mx.distributed)
+from kiln.graph import array as _array_mod  # noqa: E402
 
 _sys.modules[__name__ + ".distributed"] = distributed  # import kiln.core.distributed, as in MLX
+_array_mod._namespace = _sys.modules[__name__]  # what array.__array_namespace__() returns

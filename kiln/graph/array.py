@@ -20,7 +20,8 @@ from kiln.graph.eval import eval_arrays
 from kiln.dtypes import check_int_fits, check_ints_fit, ints_fit
 from kiln.graph.printing import format_array
 
-_o = None  # the kiln.core namespace, set by kiln/core/__init__.py (ops live there)
+_o = None  # the kiln.ops namespace, set by kiln/ops/__init__.py (ops live there)
+_namespace = None  # the public kiln.core module, set by kiln/core/__init__.py
 
 
 class array:
@@ -28,7 +29,6 @@ class array:
 
     __slots__ = ("_shape", "_dtype", "_prim", "_inputs", "_sibs", "_pos", "_buf", "_stream", "_nb",
                  "__weakref__")
-    __array_priority__ = 100  # NumPy defers binary operators to us
 
     def __init__(self, val, dtype=None):
         self._nb = 0
@@ -49,7 +49,7 @@ class array:
         self._nb = _count(buf)
 
     def __del__(self):
-        nb = self._nb
+        nb = getattr(self, "_nb", 0)  # unset when __init__ raised early
         if nb:
             memory.active -= nb
 
@@ -180,8 +180,7 @@ class array:
     def __iter__(self):
         if not self._shape:
             raise TypeError("iteration over a 0-d array.")
-        for i in range(self._shape[0]):
-            yield self[i]
+        return ArrayIterator(self)
 
     def __repr__(self) -> str:
         return format_array(self)
@@ -200,10 +199,16 @@ class array:
     def __reduce__(self):
         return (_rebuild, (np.array(self._host()), self._dtype.name))
 
+    def __array_namespace__(self, api_version: str | None = None):
+        """The module with the array API functions: ``kiln.core``, as MLX returns ``mlx.core``."""
+        return _namespace
+
     def __format__(self, spec):
-        if spec and self.size == 1:
+        if not spec:
+            return str(self)
+        if self.ndim == 0:  # a scalar formats as its Python value, as MLX allows
             return format(self.item(), spec)
-        return repr(self)
+        raise TypeError("unsupported format string passed to array.__format__")
 
     # ------------------------------------------------------------ conversion
     def astype(self, dtype, stream=None):
@@ -215,40 +220,44 @@ class array:
         return _o.view(self, dtype, stream=stream)
 
     # ------------------------------------------------------------ operators
-    def __add__(self, o): return _o.add(self, o)
-    def __radd__(self, o): return _o.add(o, self)
-    def __sub__(self, o): return _o.subtract(self, o)
-    def __rsub__(self, o): return _o.subtract(o, self)
-    def __mul__(self, o): return _o.multiply(self, o)
-    def __rmul__(self, o): return _o.multiply(o, self)
-    def __truediv__(self, o): return _o.divide(self, o)
-    def __rtruediv__(self, o): return _o.divide(o, self)
-    def __floordiv__(self, o): return _o.floor_divide(self, o)
-    def __rfloordiv__(self, o): return _o.floor_divide(o, self)
-    def __mod__(self, o): return _o.remainder(self, o)
-    def __rmod__(self, o): return _o.remainder(o, self)
-    def __divmod__(self, o): return _o.divmod(self, o)
-    def __rdivmod__(self, o): return _o.divmod(o, self)
-    def __pow__(self, o): return _o.power(self, o)
-    def __rpow__(self, o): return _o.power(o, self)
+    def __add__(self, o): return _o.add(self, _operand(o, "addition"))
+    def __radd__(self, o): return _o.add(_operand(o, "addition"), self)
+    def __sub__(self, o): return _o.subtract(self, _operand(o, "subtraction"))
+    def __rsub__(self, o): return _o.subtract(_operand(o, "subtraction"), self)
+    def __mul__(self, o): return _o.multiply(self, _operand(o, "multiplication"))
+    def __rmul__(self, o): return _o.multiply(_operand(o, "multiplication"), self)
+    def __truediv__(self, o): return _o.divide(self, _operand(o, "division"))
+    def __rtruediv__(self, o): return _o.divide(_operand(o, "division"), self)
+    def __floordiv__(self, o): return _o.floor_divide(self, _operand(o, "floor division"))
+    def __rfloordiv__(self, o): return _o.floor_divide(_operand(o, "floor division"), self)
+    def __mod__(self, o): return _o.remainder(self, _operand(o, "modulus"))
+    def __rmod__(self, o): return _o.remainder(_operand(o, "modulus"), self)
+    def __divmod__(self, o): return _o.divmod(self, _operand(o, "divmod"))
+    def __rdivmod__(self, o): return _o.divmod(_operand(o, "divmod"), self)
+    def __pow__(self, o): return _o.power(self, _operand(o, "power"))
+    def __rpow__(self, o): return _o.power(_operand(o, "power"), self)
     def __matmul__(self, o): return _o.matmul(self, o)
     def __rmatmul__(self, o): return _o.matmul(o, self)
-    def __and__(self, o): return _o._and_op(self, o)
-    def __rand__(self, o): return _o._and_op(o, self)
-    def __or__(self, o): return _o._or_op(self, o)
-    def __ror__(self, o): return _o._or_op(o, self)
-    def __xor__(self, o): return _o.bitwise_xor(self, o)
-    def __rxor__(self, o): return _o.bitwise_xor(o, self)
-    def __lshift__(self, o): return _o.left_shift(self, o)
-    def __rlshift__(self, o): return _o.left_shift(o, self)
-    def __rshift__(self, o): return _o.right_shift(self, o)
-    def __rrshift__(self, o): return _o.right_shift(o, self)
-    def __lt__(self, o): return _o.less(self, o)
-    def __le__(self, o): return _o.less_equal(self, o)
-    def __gt__(self, o): return _o.greater(self, o)
-    def __ge__(self, o): return _o.greater_equal(self, o)
-    def __eq__(self, o): return _o.equal(self, o)
-    def __ne__(self, o): return _o.not_equal(self, o)
+    def __and__(self, o): return _o._and_op(self, _operand(o, "bitwise and"))
+    def __rand__(self, o): return _o._and_op(_operand(o, "bitwise and"), self)
+    def __or__(self, o): return _o._or_op(self, _operand(o, "bitwise or"))
+    def __ror__(self, o): return _o._or_op(_operand(o, "bitwise or"), self)
+    def __xor__(self, o): return _o.bitwise_xor(self, _operand(o, "bitwise xor"))
+    def __rxor__(self, o): return _o.bitwise_xor(_operand(o, "bitwise xor"), self)
+    def __lshift__(self, o): return _o.left_shift(self, _operand(o, "left shift"))
+    def __rlshift__(self, o): return _o.left_shift(_operand(o, "left shift"), self)
+    def __rshift__(self, o): return _o.right_shift(self, _operand(o, "right shift"))
+    def __rrshift__(self, o): return _o.right_shift(_operand(o, "right shift"), self)
+    def __lt__(self, o): return _o.less(self, _operand(o, "less than"))
+    def __le__(self, o): return _o.less_equal(self, _operand(o, "less than or equal"))
+    def __gt__(self, o): return _o.greater(self, _operand(o, "greater than"))
+    def __ge__(self, o): return _o.greater_equal(self, _operand(o, "greater than or equal"))
+    def __eq__(self, o):
+        # MLX compares only with arrays and scalars; anything else (a list, a str) is unequal.
+        return _o.equal(self, o) if _is_operand(o, "equal") else False
+
+    def __ne__(self, o):
+        return _o.not_equal(self, o) if _is_operand(o, "not equal") else True
     def __neg__(self): return _o.negative(self)
     def __pos__(self): return self
     def __abs__(self): return _o.abs(self)
@@ -282,6 +291,9 @@ class array:
 
     def _update(self, op, other):
         shared = sys.getrefcount(self) > _rebind.base_refs + 1  # one more frame than __setitem__
+        other = _operand(other, "an in-place operation")
+        if op is _o.divide and not _dt.issubdtype(self._dtype, _dt.inexact):
+            raise ValueError("In place division cannot cast to non-floating point type.")
         old = _rebind.clone(self)
         new = op(old, other)
         if new._shape != self._shape or new._dtype is not self._dtype:
@@ -289,6 +301,42 @@ class array:
             return new
         _rebind.rebind(self, old, new, shared)
         return self
+
+
+class ArrayIterator:
+    """Iterator over the first axis of an array (what ``iter(array)`` returns, as in MLX)."""
+
+    __slots__ = ("_a", "_i")
+
+    def __init__(self, a: array):
+        self._a, self._i = a, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> array:
+        if self._i >= self._a._shape[0]:
+            raise StopIteration
+        self._i += 1
+        return self._a[self._i - 1]
+
+
+# What an operator takes as its other operand (MLX's rule): arrays, Python and NumPy scalars,
+# NumPy arrays, and objects that convert themselves (``__mlx_array__``); not lists or strings.
+_SCALAR_OPERANDS = (bool, int, float, complex, np.generic, np.ndarray)
+
+
+def _is_operand(o, name):
+    if o is None:
+        raise TypeError(f"[{name}] An array cannot be combined with None.")
+    return isinstance(o, (array, *_SCALAR_OPERANDS)) or hasattr(o, "__mlx_array__")
+
+
+def _operand(o, name):
+    """``o`` when an operator may take it; ValueError naming the operation otherwise."""
+    if not _is_operand(o, name):
+        raise ValueError(f"Cannot perform {name} on an array and {type(o).__name__}")
+    return o
 
 
 def _rebuild(data, dtype_name):

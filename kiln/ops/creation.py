@@ -130,11 +130,24 @@ def arange(start, stop=None, step=None, dtype=None, *, stream=None) -> array:
         step = 1
     vals = (start, stop, step)
     if dtype is None:
-        dtype = _dt.float32 if any(isinstance(v, float) for v in vals) else _dt.int32
+        if any(isinstance(v, float) for v in vals):
+            dtype = _dt.float32
+        else:  # integers beyond int32 give int64, as MLX infers
+            big = any(not -2**31 <= int(v) < 2**31 for v in vals)
+            dtype = _dt.int64 if big else _dt.int32
     dtype = _dt.as_dtype(dtype)
     if step == 0:
         raise ValueError("[arange] step must be nonzero.")
-    n = max(0, math.ceil((stop - start) / step))
+    if math.isinf(step) and math.isfinite(stop - start):  # one element (start) when stop lies in step's direction
+        n = 1 if (stop - start) * step > 0 else 0
+        step = 0
+    else:
+        length = (stop - start) / step
+        if not math.isfinite(length):
+            raise ValueError("[arange] Cannot compute length.")
+        n = max(0, math.ceil(length))
+    if n > 2**31 - 1:
+        raise ValueError("[arange] Maximum size exceeded.")
     # Computed in the output type, as MLX does (int dtypes truncate the step).
     # NumPy scalars ([()]), not 0-d arrays: CuPy refuses 0-d NumPy arrays as operands.
     st, sp = np.array(start).astype(dtype.np)[()], np.array(step).astype(dtype.np)[()]
@@ -163,10 +176,15 @@ def linspace(start, stop, num=50, endpoint=True, dtype=_dt.float32, stream=None)
         raise ValueError(f"[linspace] number of samples, {num}, must be non-negative.")
     dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.float32
     div = (num - 1 if endpoint else num) or 1
-    step = np.float32((stop - start) / div)
+    # float64 output is computed in float64 (a Python float keeps its double value).
+    wide = np.float64 if dtype is _dt.float64 else np.float32
+    step = wide((stop - start) / div)
 
     def make(xp):
-        return xp.arange(num, dtype=xp.float32) * step + xp.float32(start)
+        out = xp.arange(num, dtype=wide) * step + wide(start)
+        if endpoint and num > 1:
+            out[-1] = stop  # the end point is the one given, not start + (num-1)*step rounded
+        return out.astype(dtype.np)
 
     return _constant(make, dtype, stream)
 

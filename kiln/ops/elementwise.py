@@ -247,7 +247,7 @@ def nan_to_num(a, nan: float = 0, posinf=None, neginf=None, *, stream=None) -> a
     dt = a._dtype
     if dt.kind == "c":
         raise ValueError(f"[nan_to_num] Does not yet support given type: {dt.name}.")
-    if dt.kind != "f":
+    if not dt.is_floating:
         return a
     info = _dt.finfo(dt)
     prim = U.NanToNum(float(nan), float(info.max if posinf is None else posinf),

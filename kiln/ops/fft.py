@@ -56,6 +56,8 @@ def _fftn(a, s, axes, norm: str, inverse: bool, real: bool, name: str, stream) -
         raise ValueError(f"[{name.rstrip('n')}] Invalid norm. Expected one of "
                          "{'backward', 'ortho', 'forward'}.")
     if axes is None:
+        if a.ndim == 0:
+            raise ValueError("[fftn] Requires array with at least one dimension.")
         if s is not None:
             raise ValueError(f"[{name}] `axes` should not be `None` if `s` is not `None`.")
         axes = tuple(range(a.ndim))

@@ -180,7 +180,9 @@ class _Plan:
                 if e.step == 0:
                     raise ValueError(f"[{op}] Slice step cannot be zero.")
                 b, s_, st = e.indices(shape[d])
-                if st < 0 and s_ < 0:
+                if st < 0 and b < 0:  # e.g. [-2::-1] of one element: empty (start -1 would wrap)
+                    b = s_ = 0
+                elif st < 0 and s_ < 0:
                     s_ = -1
                 start[d], stop[d], strides[d] = b, s_, st
                 size = len(range(b, s_, st))
@@ -369,7 +371,9 @@ def _basic(x: array, items: tuple):
             if it.step == 0:
                 return None
             b, e, st = it.indices(n)
-            if st < 0 and e < 0:
+            if st < 0 and b < 0:  # an empty negative-step slice (start -1 would wrap)
+                b = e = 0
+            elif st < 0 and e < 0:
                 e = -1
             size = len(range(b, e, st))
             if b != 0 or st != 1 or size != n:
@@ -495,6 +499,8 @@ def take(a, /, indices, axis=None, *, stream=None) -> array:
     if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
         return _getitem(a, (_pyslice(None),) * axis + (int(indices),))
     idx = _int_indices(indices, "take")
+    if a._shape[axis] == 0 and idx.size:
+        raise ValueError("[take] Cannot do a non-empty take from an empty axis.")
     return P.gather(a, [idx], (axis,))
 
 

@@ -101,7 +101,8 @@ def addmm(c, a, b, /, alpha: float = 1.0, beta: float = 1.0, *, stream=None) -> 
     """``alpha * (a @ b) + beta * c`` (``c`` broadcasts to the product's shape)."""
     c, a, b = as_array(c), as_array(a), as_array(b)
     dt = _dt.promote_types(_dt.promote_types(c._dtype, a._dtype), b._dtype)
-    _inexact_check("addmm", [c._dtype, a._dtype, b._dtype], dt, real=True)
+    if dt.kind != "c":  # complex is accepted too, as MLX does (its message names real types)
+        _inexact_check("addmm", [c._dtype, a._dtype, b._dtype], dt, real=True)
     out = matmul(astype(a, dt), astype(b, dt), stream=stream)
     broadcast_shapes(c._shape, out._shape)  # validate before building anything more
     if alpha != 1.0:
@@ -182,6 +183,10 @@ def _parse_einsum(subscripts: str, shapes):
             f"[einsum] Number of operands, {len(shapes)}, does not match number of "
             f"input subscripts, {len(terms)}"
         )
+    for t in terms + ([out] if arrow else []):
+        if t.count("...") > 1:
+            raise ValueError(
+                f"[einsum] Only one ellipsis per subscript is allowed but found more in '{t}'.")
     n_ell = 0
     for t, s in zip(terms, shapes):
         if "..." in t:
@@ -365,6 +370,8 @@ def einsum(subscripts: str, *operands, stream=None) -> array:
 def kron(a, b, *, stream=None) -> array:
     """The Kronecker product: blocks ``a[i] * b`` laid out on a grid of ``a``'s shape."""
     a, b = as_array(a), as_array(b)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("[kron] Input arrays cannot be empty.")
     nd = max(a.ndim, b.ndim)
     sa = (1,) * (nd - a.ndim) + a._shape
     sb = (1,) * (nd - b.ndim) + b._shape
@@ -482,6 +489,8 @@ def hadamard_transform(a, scale: float | None = None, stream=None) -> array:
     a = as_array(a)
     if a._dtype.kind not in "fc":
         a = astype(a, _dt.float32)
+    if a.size == 0:
+        raise ValueError("[hadamard_transform] Does not support empty arrays.")
     n = a._shape[-1] if a.ndim else 1
     if n & (n - 1):
         raise ValueError(f"[hadamard_transform] Last dimension {n} must be a power of two.")

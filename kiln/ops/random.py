@@ -143,7 +143,7 @@ def split(key: array, num: int = 2, stream=None) -> array:
 
 # ---------------------------------------------------------------- helpers
 def _float_dtype(dtype, op: str, message: str):
-    dtype = _dt.as_dtype(dtype)
+    dtype = _dt.float32 if dtype is None else _dt.as_dtype(dtype)  # None: the default, as MLX
     if not dtype.is_floating:
         raise ValueError(f"[{op}] {message}")
     return dtype
@@ -243,7 +243,7 @@ def normal(shape: Sequence[int] = (), dtype=_dt.float32, loc=None, scale=None,
     Returns:
         array: The array of random values; differentiable w.r.t. ``loc`` and ``scale``.
     """
-    dtype = _dt.as_dtype(dtype)
+    dtype = _dt.float32 if dtype is None else _dt.as_dtype(dtype)
     if not (dtype.is_floating or dtype is _dt.complex64):
         raise ValueError("[normal] Only floating point and complex64 types are supported.")
     shape = _check_shape(shape, "normal")
@@ -290,7 +290,7 @@ def randint(low, high, shape: Sequence[int] = (), dtype=_dt.int32,
     Returns:
         array: The array of random integers.
     """
-    dtype = _dt.as_dtype(dtype)
+    dtype = _dt.int32 if dtype is None else _dt.as_dtype(dtype)
     if not (dtype.is_integer or dtype is _dt.bool_):
         raise ValueError("[randint] randint only accepts integer dtypes and bool.")
     lo = _param(low, _dt.float32)
@@ -313,9 +313,9 @@ def bernoulli(p=0.5, shape: Optional[Sequence[int]] = None, key: Optional[array]
     Returns:
         array: A boolean array.
     """
+    if not isinstance(p, (float, np.floating)) and not (isinstance(p, array) and p.dtype.is_floating):
+        raise ValueError("[bernoulli] bernoulli probability `p` must be a float type.")
     p = as_array(p)
-    if not p.dtype.is_floating:
-        p = _ew.astype(p, _dt.float32)
     shape = p.shape if shape is None else _check_shape(shape, "bernoulli")
     broadcast_shapes(shape, p.shape)  # raises for incompatible shapes
     u = uniform(shape=shape, dtype=p.dtype, key=key, stream=stream)
@@ -346,7 +346,8 @@ def truncated_normal(lower, upper, shape: Optional[Sequence[int]] = None, dtype=
     b = _ew.erf(_ew.divide(hi, _SQRT2))
     u = uniform(a, b, shape, dtype, key, stream)
     z = _ew.multiply(_ew.erfinv(u), _SQRT2)
-    return _ew.minimum(_ew.maximum(z, lo), hi)
+    # Clamp to upper first, then lower: with lower > upper every value is lower, as in MLX.
+    return _ew.maximum(_ew.minimum(z, hi), lo)
 
 
 def gumbel(shape: Sequence[int] = (), dtype=_dt.float32, key: Optional[array] = None,

@@ -379,6 +379,9 @@ def median(a, /, axis=None, keepdims: bool = False, *, stream=None) -> array:
     lo = SO.take_along(flat, _const_index(lead + (1,), (n - 1) // 2), ax)
     hi = SO.take_along(flat, _const_index(lead + (1,), n // 2), ax)
     out = multiply(add(lo, hi), 0.5)
+    # Sorting puts NaN last, so the middle is blind to it; a NaN anywhere makes the median NaN.
+    last = SO.take_along(flat, _const_index(lead + (1,), n - 1), ax)
+    out = where(not_equal(last, last), last, out)
     shape = R.Sum(axes, False)._out_shape(a._shape, axes, keepdims)
     return _reshape(out, shape)
 
@@ -594,6 +597,8 @@ def topk(a, /, k: int, axis=-1, *, stream=None) -> array:
     Returns:
         An array with ``k`` entries along ``axis``.
     """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"[topk] k must be an integer, got {type(k).__name__}.")
     a, ax = _sort_axis(as_array(a), axis, "topk")
     n = a._shape[ax]
     if not isinstance(k, (int, np.integer)) or k < 0 or k > n:

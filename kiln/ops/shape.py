@@ -394,7 +394,7 @@ def repeat(array, repeats: int, axis: int | None = None, *, stream=None) -> arra
     return reshape(x, a._shape[:ax] + (a._shape[ax] * repeats,) + a._shape[ax + 1 :], stream=stream)
 
 
-def roll(a, shift, axis=None, /, *, stream=None) -> array:
+def roll(a, /, shift, axis=None, *, stream=None) -> array:
     """Shift elements cyclically by ``shift`` along ``axis`` (flattened if None)."""
     a = as_array(a)
     shifts = (shift,) if isinstance(shift, (int, np.integer)) else tuple(shift)
@@ -504,6 +504,8 @@ def pad(a, pad_width, mode: str = "constant", constant_values=0, *, stream=None)
 def _pad_axis(x, ax, lo, hi, mode, stream):
     """Non-constant padding of one axis, composed of slices, flips and joins."""
     n = x._shape[ax]
+    if n == 0 and mode in ("reflect", "symmetric"):
+        raise ValueError(f"[pad] Cannot pad empty axis {ax} using mode '{mode}'.")
     if n == 0:
         return pad(x, [(lo, hi) if i == ax else (0, 0) for i in range(x.ndim)], stream=stream)
     if mode == "edge" or (mode == "reflect" and n == 1):
@@ -660,6 +662,8 @@ def as_strided(a, /, shape=None, strides=None, offset: int = 0, *, stream=None) 
     """
     a = as_array(a)
     shape = a._shape if shape is None else int_tuple(shape, "as_strided")
+    if any(s < 0 for s in shape):
+        raise ValueError("[as_strided] Negative dimensions not allowed.")
     if strides is None:
         strides, acc = [], 1
         for s in reversed(shape):

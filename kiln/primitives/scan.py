@@ -318,6 +318,19 @@ class CumMin(_CumExtreme):
                          lambda v: xp.minimum.accumulate(v, axis=self.axis), "min")
 
 
+def _logaddexp_accumulate(xp, v, axis):
+    """``logaddexp.accumulate``; complex inputs (no NumPy loop) step along the axis."""
+    if v.dtype.kind != "c":
+        return xp.logaddexp.accumulate(v, axis=axis)
+    w = xp.moveaxis(v, axis, 0).copy()
+    for i in range(1, w.shape[0]):
+        a, b = w[i - 1], w[i]
+        big = xp.where(a.real >= b.real, a, b)
+        small = xp.where(a.real >= b.real, b, a)
+        w[i] = big + xp.log1p(xp.exp(small - big))
+    return xp.moveaxis(w, 0, axis)
+
+
 @primitive
 class LogCumSumExp(_Scan):
     axis: int = 0
@@ -327,7 +340,7 @@ class LogCumSumExp(_Scan):
     def eval(self, xp, x):
         with _quiet(xp):
             return _scan_buf(xp, x, self.axis, self.reverse, self.inclusive,
-                             lambda v: xp.logaddexp.accumulate(v, axis=self.axis), "logaddexp")
+                             lambda v: _logaddexp_accumulate(xp, v, self.axis), "logaddexp")
 
     # dy_i = exp(y_{i-1} - y_i) dy_{i-1} + exp(x_i - y_i) t_i; all weights are <= 1,
     # so the recurrences are stable (the minimum guards the unused first weight).

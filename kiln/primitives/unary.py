@@ -182,9 +182,11 @@ class Sigmoid(UnaryElementwise):
 
     def eval(self, xp, x):
         # 1/(1+exp(-x)) overflows harmlessly to 0 for very negative x.
-        one = xp.asarray(1, dtype=x.dtype)
+        # Half types compute in float32 and round once, as MLX (1 + exp(-8) is 1 in float16).
+        wide = x.astype(xp.float32) if x.dtype.itemsize < 4 and x.dtype.kind != "c" else x
+        one = xp.asarray(1, dtype=wide.dtype)
         with _quiet(xp):
-            return (one / (one + xp.exp(-x))).astype(x.dtype, copy=False)
+            return (one / (one + xp.exp(-wide))).astype(x.dtype, copy=False)
 
     def deriv(self, x, y):
         return y * (1 - y)
@@ -545,13 +547,14 @@ class IsFinite(_Predicate):
 @primitive
 class IsPosInf(_Predicate):
     def eval(self, xp, x):
-        return xp.isposinf(x) if x.dtype.kind == "f" else xp.zeros(x.shape, dtype=xp.bool_)
+        # isinf and a sign test: also right for bfloat16, whose NumPy kind is "V".
+        return xp.isinf(x) & (x > 0) if x.dtype.kind not in "biu" else xp.zeros(x.shape, dtype=xp.bool_)
 
 
 @primitive
 class IsNegInf(_Predicate):
     def eval(self, xp, x):
-        return xp.isneginf(x) if x.dtype.kind == "f" else xp.zeros(x.shape, dtype=xp.bool_)
+        return xp.isinf(x) & (x < 0) if x.dtype.kind not in "biu" else xp.zeros(x.shape, dtype=xp.bool_)
 
 
 @primitive
@@ -580,7 +583,15 @@ class NanToNum(UnaryElementwise):
     neginf: float = 0.0
 
     def eval(self, xp, x):
-        return xp.nan_to_num(x, nan=self.nan, posinf=self.posinf, neginf=self.neginf)
+        if x.dtype.kind == "f":
+            return xp.nan_to_num(x, nan=self.nan, posinf=self.posinf, neginf=self.neginf)
+        # bfloat16 (NumPy kind "V"): nan_to_num does not know it; the same with where.
+        def c(v):
+            return xp.asarray(v, dtype=x.dtype)
+        inf = xp.isinf(x)
+        out = xp.where(xp.isnan(x), c(self.nan), x)
+        out = xp.where(inf & (x > 0), c(self.posinf), out)
+        return xp.where(inf & (x < 0), c(self.neginf), out)
 
     def deriv(self, x, y):
         return mx.astype(mx.isfinite(x), x.dtype)
