@@ -1,0 +1,328 @@
+"""Fused CPU kernels: a program of elementwise templates rendered to one numba loop.
+
+``compile`` hands over a *program*: leaves ``x0, x1, ...`` (input buffers),
+statements ``t{j} = template(...)`` in topological order, and which
+statements are outputs. ``kernel`` returns a ``Kernel`` whose call takes the
+leaf buffers and returns fresh output buffers, computed in one pass with no
+intermediates in memory.
+
+* Templates use NumPy function names and Python operators (``"sin({0})"``,
+  ``"where({0}, {1}, {2})"``); each name maps to a numba-typed scalar function.
+  Numeric literals become constants of the group's float dtype, so a float32
+  chain stays float32.
+* Where numba's ``tanh`` is a scalar libm call (no SVML), float32 groups
+  use a rational version written here (within 7e-7) that LLVM vectorises;
+  float64 keeps libm.
+* Broadcast leaves are recognised from their strides: a leaf is full (flat
+  index), a scalar, a vector along the inner axes (a bias) or along the outer
+  axes (a keepdims reduction); anything else is materialised first, so every
+  layout gives the right answer.
+* The loop is a ``prange`` above ``PARALLEL_MIN`` elements (a serial loop
+  below, where waking threads costs more than it saves). Sources are written
+  to an on-disk cache named by the hash of their text, and numba's
+  ``cache=True`` keeps the machine code beside them, so a second process
+  compiles nothing.
+
+Only NumPy and numba are used here; nothing above the backend layer.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+
+import numpy as np
+
+try:  # optional: the ``fast`` extra
+    import numba
+except Exception:  # pragma: no cover - depends on the environment
+    numba = None
+
+available = numba is not None and os.environ.get("KILN_NO_NUMBA", "") in ("", "0")
+
+# Dtypes a kernel computes in (NumPy names). Integers stay unfused: numba
+# widens int32 arithmetic to int64 and its division is not MLX's.
+FUSABLE_DTYPES = frozenset({"float32", "float64", "bool"})
+PARALLEL_MIN = 1 << 17
+stats = {"kernels": 0, "hits": 0, "sources": 0, "variants": 0}
+
+# Every fast-math flag except "no NaNs" and "no infinities": NaN checks
+# (``x != x``) and NaN-propagating maximum must keep their meaning.
+_FASTMATH = "{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}"
+
+_NP_FUNCS = ("abs", "sqrt", "exp", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan",
+             "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh",
+             "floor", "ceil", "trunc", "sign", "isinf", "isfinite", "arctan2", "logaddexp", "power")
+_FUNCS = {name: "np." + name for name in _NP_FUNCS}
+_FUNCS.update(where="_where", erf="_erf")
+_FAST32 = {"tanh": "_tanh32"}
+
+_LITERAL = re.compile(
+    r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)(?![\w.])"
+)
+_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
+
+# Scalar helpers, included in a kernel's source when it uses them. The
+# float32 tanh is x*P(x^2)/Q(x^2) fitted here (Loeb iteration, relative
+# error < 7e-7 on [-9, 9], |tanh| rounds to 1 beyond). A Cody-Waite exp
+# built from float bits did not vectorise under numba (4.7 GB/s against
+# libm's 3.8), so exp stays libm.
+_HELPERS = {
+    "_where": '''
+@njit(inline="always", cache=True)
+def _where(c, a, b):
+    return a if c else b
+''',
+    "_erf": '''
+@njit(inline="always", cache=True)
+def _erf(x):
+    return math.erf(x)
+''',
+    "_tanh32": '''
+_TP = (np.float32(0.9999999806964457), np.float32(0.1297602309955476), np.float32(0.002981802159232803),
+       np.float32(9.821850077114154e-06), np.float32(-1.4419741027703493e-08),
+       np.float32(2.2353691676702818e-11))
+_TQ = (np.float32(0.4630934220257615), np.float32(0.02401314525217689), np.float32(0.00023652533955156383))
+
+
+@njit(inline="always", fastmath=FASTMATH, cache=True)
+def _tanh32(x):
+    y = min(max(x, np.float32(-9.0)), np.float32(9.0))
+    s = y * y
+    p = y * (_TP[0] + s * (_TP[1] + s * (_TP[2] + s * (_TP[3] + s * (_TP[4] + s * _TP[5])))))
+    q = np.float32(1.0) + s * (_TQ[0] + s * (_TQ[1] + s * _TQ[2]))
+    r = p / q
+    return r if x == x else x
+''',
+}
+
+
+class KernelError(ValueError):
+    """A program this module cannot render (an unknown function name, a dtype)."""
+
+
+def kernel(nodes, outputs, leaf_dtypes, out_dtypes, float_dtype):
+    """The kernel computing a fused program, shared by every program with its canonical text.
+
+    Args:
+        nodes: ``[(template, refs), ...]`` in topological order; each ref is
+            ``("leaf", k)`` or ``("node", j)``.
+        outputs: indices into ``nodes`` whose values the kernel writes.
+        leaf_dtypes: NumPy dtype names of the leaves.
+        out_dtypes: NumPy dtype names of the outputs.
+        float_dtype: the group's float dtype name (literals take it), or None.
+    Returns:
+        A ``Kernel``. Raises ``KernelError`` when the program cannot be rendered.
+    """
+    if not available:
+        raise KernelError("numba is not installed")
+    for d in list(leaf_dtypes) + list(out_dtypes):
+        if d not in FUSABLE_DTYPES:
+            raise KernelError(f"dtype {d} is not fusable")
+    body, consts = _render(nodes, float_dtype)
+    key = "\n".join(body) + "|" + ",".join(map(str, outputs)) + "|" + ",".join(leaf_dtypes) + "->" \
+        + ",".join(out_dtypes) + "|" + repr(consts)
+    k = _kernels.get(key)
+    if k is None:
+        k = _kernels[key] = Kernel(key, body, consts, list(outputs), len(leaf_dtypes), list(out_dtypes))
+        stats["kernels"] += 1
+    else:
+        stats["hits"] += 1
+    return k
+
+
+_kernels: dict = {}
+
+
+def _render(nodes, float_dtype):
+    """Statements ``t{j} = ...`` and the hoisted literal constants ``c{m}``."""
+    consts: list = []
+    fast = _FAST32 if float_dtype == "float32" else {}
+
+    def literal(m):
+        consts.append(float(m.group(1)))
+        return f"c{len(consts) - 1}"
+
+    def func(m):
+        name = m.group(1)
+        if name == "not":
+            return m.group(0)
+        target = fast.get(name) or _FUNCS.get(name)
+        if target is None:
+            raise KernelError(f"no kernel function for {name}()")
+        return target + "("
+
+    body = []
+    for j, (template, refs) in enumerate(nodes):
+        args = [f"x{k}" if kind == "leaf" else f"t{k}" for kind, k in refs]
+        e = template.format(*args)
+        if float_dtype is not None:
+            e = _LITERAL.sub(literal, e)
+        body.append(f"t{j} = {_CALL.sub(func, e)}")
+    return body, tuple((float_dtype, v) for v in consts)
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("KILN_KERNEL_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "kiln", f"kernels-numba{getattr(numba, '__version__', '')}")
+    try:
+        os.makedirs(base, exist_ok=True)
+        if os.access(base, os.W_OK):
+            return base
+    except OSError:
+        pass
+    base = os.path.join(tempfile.gettempdir(), f"kiln-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    os.makedirs(base, exist_ok=True)
+    return base
+
+
+class Kernel:
+    """One fused program; a compiled loop per leaf layout (``codes``), built on first use."""
+
+    __slots__ = ("key", "body", "consts", "outputs", "n_leaves", "out_dtypes", "_variants")
+
+    def __init__(self, key, body, consts, outputs, n_leaves, out_dtypes):
+        self.key = key
+        self.body = body
+        self.consts = consts
+        self.outputs = outputs
+        self.n_leaves = n_leaves
+        self.out_dtypes = [np.dtype(d) for d in out_dtypes]
+        self._variants: dict = {}
+
+    def __call__(self, *leaves, shape=None):
+        """Output buffers for leaf buffers (broadcast to ``shape``, default their broadcast shape)."""
+        if shape is None:
+            shape = leaves[0].shape if len(leaves) == 1 else np.broadcast_shapes(*(a.shape for a in leaves))
+        n = 1
+        for s in shape:
+            n *= s
+        outs = [np.empty(shape, d) for d in self.out_dtypes]
+        if n == 0:
+            return outs
+        codes, args, inner = _layout(leaves, shape)
+        parallel = n >= PARALLEL_MIN
+        fn = self._variants.get((codes, parallel))
+        if fn is None:
+            fn = self._variants[(codes, parallel)] = self._build(codes, parallel)
+        flat = [o.reshape(-1) for o in outs]
+        if inner is None:
+            fn(n, *args, *flat)
+        else:
+            fn(n // inner, inner, *args, *flat)
+        return outs
+
+    def _build(self, codes: str, parallel: bool):
+        stats["variants"] += 1
+        src = self.source(codes, parallel)
+        digest = hashlib.sha1(src.encode()).hexdigest()[:20]
+        name = f"kiln_kernel_{digest}"
+        mod = sys.modules.get(name)
+        if mod is None:
+            path = os.path.join(_cache_dir(), name + ".py")
+            if not os.path.exists(path):
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "w") as f:
+                    f.write(src)
+                os.replace(tmp, path)  # atomic: another process may race us
+                stats["sources"] += 1
+            spec = importlib.util.spec_from_file_location(name, path)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[name] = mod
+            try:
+                spec.loader.exec_module(mod)
+            except Exception:
+                del sys.modules[name]
+                raise
+        return mod.kernel
+
+    def source(self, codes: str, parallel: bool) -> str:
+        """The Python/numba source of the loop for leaf layout ``codes`` (F, S, I, O per leaf)."""
+        text = "\n".join(self.body)
+        helpers = [h for h in _HELPERS if re.search(rf"\b{h}\(", text)]
+        lines = ["# generated by kiln.backend.cpu_kernels; " + self.key.replace("\n", "; "),
+                 "import math", "import numpy as np", "from numba import njit, prange", "",
+                 f"FASTMATH = {_FASTMATH}"]
+        for m, (dt, v) in enumerate(self.consts):
+            lines.append(f"c{m} = np.{dt}({v!r})")
+        for h in helpers:
+            lines.append(_HELPERS[h])
+        leaves = [f"a{k}" for k in range(self.n_leaves)]
+        outs = [f"o{k}" for k in range(len(self.outputs))]
+        two_d = "I" in codes or "O" in codes
+        head = ["R", "C"] if two_d else ["n"]
+        lines.append(f"@njit(parallel={parallel}, fastmath=FASTMATH, cache=True)")
+        lines.append(f"def kernel({', '.join(head + leaves + outs)}):")
+        ind = "    "
+        if two_d:
+            lines.append(f"{ind}for r in prange(R):")
+            lines.append(f"{ind * 2}b = r * C")
+            for k, c in enumerate(codes):
+                if c == "O":
+                    lines.append(f"{ind * 2}x{k} = a{k}[r]")
+            lines.append(f"{ind * 2}for c in range(C):")
+            ind, idx = ind * 3, "b + c"
+        else:
+            lines.append(f"{ind}for i in prange(n):")
+            ind, idx = ind * 2, "i"
+        for k, c in enumerate(codes):
+            if c == "F":
+                lines.append(f"{ind}x{k} = a{k}[{idx}]")
+            elif c == "I":
+                lines.append(f"{ind}x{k} = a{k}[c]")
+            elif c == "S":
+                lines.append(f"{ind}x{k} = a{k}")
+        lines.extend(ind + s for s in self.body)
+        for k, j in enumerate(self.outputs):
+            lines.append(f"{ind}o{k}[{idx}] = t{j}")
+        return "\n".join(lines) + "\n"
+
+
+def _layout(leaves, shape):
+    """Per-leaf codes, the arguments to pass, and the inner extent of a 2-D loop (None: flat)."""
+    codes = []
+    args = []
+    inner = None
+    nd = len(shape)
+    for a in leaves:
+        if a.shape == shape and a.flags.c_contiguous:
+            codes.append("F")
+            args.append(a.reshape(-1))
+            continue
+        b = np.broadcast_to(a, shape)
+        eff = [1 if (st == 0 or s == 1) else s for s, st in zip(shape, b.strides)]
+        if all(e == 1 for e in eff):
+            codes.append("S")
+            args.append(b[(0,) * nd])
+            continue
+        first = next(i for i, e in enumerate(eff) if e != 1)
+        last = max(i for i, e in enumerate(eff) if e != 1) + 1
+        code = None
+        if all(e == s for e, s in zip(eff[first:], shape[first:])):
+            code, c_ext = "I", _prod(shape[first:])
+        elif all(e == s for e, s in zip(eff[:last], shape[:last])):
+            code, c_ext = "O", _prod(shape[last:])
+        if code is not None and (inner is None or inner == c_ext):
+            inner = c_ext
+            compact = b[tuple(slice(None) if e != 1 else 0 for e in eff)]
+            codes.append(code)
+            args.append(np.ascontiguousarray(compact).reshape(-1))
+        else:  # an irregular layout: materialise it (one copy, always right)
+            codes.append("F")
+            args.append(np.ascontiguousarray(b).reshape(-1))
+    return "".join(codes), args, inner
+
+
+def _prod(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def cache_size() -> int:
+    """Number of distinct fused programs seen in this process."""
+    return len(_kernels)
