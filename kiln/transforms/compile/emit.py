@@ -77,6 +77,8 @@ def fused_call(g, info, backend_name, xp, overrides, mode, min_size, shapeless):
     """A ``FusedCall`` for ``g``, or None where the group should run unfused."""
     if mode == "off" or backend_name != "cpu" or not cpu_kernels.available:
         return None
+    if len(g.steps) < 2 and mode != "on":
+        return None  # one NumPy call is already one pass
     size = 1
     for s in g.shape:
         size *= s

@@ -10,8 +10,9 @@ the kernel's outputs: an optimizer's ``p, m, v`` update is one group with
 three outputs. ``order`` then sorts groups and unfused steps topologically.
 
 The switch: ``set_fusion("auto" | "on" | "off")`` (or ``KILN_FUSION``):
-``auto`` runs kernels on outputs of at least ``FUSE_MIN_SIZE`` elements,
-``on`` on every size (tests), ``off`` never.
+``auto`` runs kernels for groups of two or more steps on outputs of at
+least ``FUSE_MIN_SIZE`` elements, ``on`` for every group of any size (so
+tests put each primitive through a kernel), ``off`` never.
 """
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def leaves_of(gsteps) -> list:
 
 
 def group(steps, out_vals, stats: dict) -> list:
-    """Fused groups (of two or more steps) over ``steps``."""
+    """Fused groups over ``steps`` (single steps too: ``mode="on"`` runs those as kernels)."""
     producer: dict = {}
     for t, st in enumerate(steps):
         for v in st.outs:
@@ -170,15 +171,14 @@ def group(steps, out_vals, stats: dict) -> list:
     final = set(out_vals)
     groups = []
     for root, idx in members.items():
-        if len(idx) < 2:
-            continue
         idx.sort()
         g = Group([steps[i] for i in idx], *meta[root])
         g.leaves = leaves_of(g.steps)
         g.outs = [v for s in g.steps for v in s.outs if v in used_outside or v in final]
         groups.append(g)
-    stats["fused_groups"] = len(groups)
-    stats["fused_nodes"] = sum(len(g.steps) for g in groups)
+    multi = [g for g in groups if len(g.steps) > 1]
+    stats["fused_groups"] = len(multi)
+    stats["fused_nodes"] = sum(len(g.steps) for g in multi)
     return groups
 
 

@@ -41,8 +41,9 @@ class Plan:
         self.stats["traced_nodes"] = len(self.tape)
         self.program = passes.simplify(placeholders, self.captured, self.tape, outputs, shapeless, self.stats)
         self.steps = self.program.steps
-        self.groups = fusion.group(self.steps, self.program.out_vals, self.stats)
-        self.items = fusion.order(self.steps, self.groups)
+        groups = fusion.group(self.steps, self.program.out_vals, self.stats)
+        self.groups = [g for g in groups if len(g.steps) > 1]
+        self.items = fusion.order(self.steps, groups)
         self.prim = Compiled(self)
         if shapeless and self.outputs:
             self._validate_shapeless()
