@@ -218,3 +218,57 @@ def test_disk_cache_reused_by_a_second_process(tmp_path):
     assert second.returncode == 0, second.stderr
     assert first.stdout.split() == ["1"] and second.stdout.split() == ["0"]
     assert any(p.suffix == ".nbi" for p in (tmp_path / "__pycache__").iterdir())  # numba's machine-code index
+
+
+def _layer_norm(x):
+    mu = mx.mean(x, axis=-1, keepdims=True)
+    var = mx.mean(mx.square(x - mu), axis=-1, keepdims=True)
+    return (x - mu) * mx.rsqrt(var + 1e-5)
+
+
+REDUCTIONS = [
+    ("softmax", lambda x: mx.softmax(x, axis=-1)),
+    ("logsumexp", lambda x: mx.logsumexp(x, axis=-1)),
+    ("log_softmax", lambda x: x - mx.logsumexp(x, axis=-1, keepdims=True)),
+    ("layer_norm", _layer_norm),
+    ("fast_layer_norm", lambda x: mx.fast.layer_norm(x, None, None, 1e-5)),
+    ("rms_norm", lambda x: mx.fast.rms_norm(x, None, 1e-5)),
+    ("sum_sq_2axes", lambda x: mx.sum(mx.square(x) * 0.5, axis=(-2, -1))),
+    ("max_of_tanh", lambda x: mx.max(mx.tanh(x) * 2.0, axis=-1)),
+    ("min_keepdims", lambda x: mx.min(mx.exp(x) - 1.0, axis=-1, keepdims=True)),
+]
+
+
+@needs_numba
+@pytest.mark.parametrize("name,fn", REDUCTIONS, ids=[r[0] for r in REDUCTIONS])
+@pytest.mark.parametrize("shape", [(6, 33), (2, 3, 40), (4, 0)], ids=["2d", "3d", "empty_axis"])
+def test_reductions_with_prologue(name, fn, shape, monkeypatch):
+    if 0 in shape and name in ("max_of_tanh", "min_keepdims", "softmax", "logsumexp", "log_softmax"):
+        pytest.skip("max/min of an empty axis is an error in eager too")
+    x = mx.array(np.random.default_rng(4).standard_normal(shape).astype(np.float32) * 3)
+    want = np.array(fn(x))
+    monkeypatch.setattr(F.options, "mode", "on")
+    cf = mx.compile(fn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = np.array(cf(x))
+    _assert_close(got, want, 1e-5, 1e-6, name)
+    if 0 not in shape and name not in ("fast_layer_norm", "rms_norm"):
+        assert cf.plans()[0].stats["fused_reductions"] >= 1
+
+
+@needs_numba
+def test_fused_max_propagates_nan_and_cross_entropy(monkeypatch):
+    monkeypatch.setattr(F.options, "mode", "on")
+    x = np.random.default_rng(5).standard_normal((4, 10)).astype(np.float32)
+    x[1, 3] = np.nan
+    f = lambda a: mx.max(a * 1.0, axis=-1)  # noqa: E731
+    got = np.array(mx.compile(f)(mx.array(x)))
+    assert np.isnan(got[1]) and not np.isnan(got[[0, 2, 3]]).any()
+    import kiln.nn as nn
+    logits = mx.array(np.random.default_rng(6).standard_normal((16, 10)).astype(np.float32))
+    y = mx.array(np.arange(16) % 10)
+    ce = lambda lg: nn.losses.cross_entropy(lg, y, reduction="mean")  # noqa: E731
+    _assert_close(np.array(mx.compile(ce)(logits)), np.array(ce(logits)), 1e-5, 1e-6, "cross_entropy")
+    g = mx.grad(ce)
+    _assert_close(np.array(mx.compile(g)(logits)), np.array(g(logits)), 1e-5, 1e-6, "cross_entropy grad")

@@ -49,9 +49,11 @@ FUSABLE_DTYPES = frozenset({"float32", "float64", "bool"})
 PARALLEL_MIN = 1 << 17
 stats = {"kernels": 0, "hits": 0, "sources": 0, "variants": 0}
 
-# Every fast-math flag except "no NaNs" and "no infinities": NaN checks
-# (``x != x``) and NaN-propagating maximum must keep their meaning.
-_FASTMATH = "{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}"
+# Fast-math flags that keep IEEE special values: not "no NaNs"/"no infinities"
+# (``x != x`` and NaN-propagating maximum keep their meaning), nor the
+# approximate reciprocal/functions ("arcp", "afn": 1/sqrt(0) became NaN). Kernels
+# use numba's "numpy" error model: 1/0 is inf (IEEE), not ZeroDivisionError.
+_FASTMATH = "{'nsz', 'contract', 'reassoc'}"
 
 _NP_FUNCS = ("abs", "sqrt", "exp", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan",
              "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh",
@@ -74,12 +76,12 @@ _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
 # libm's 3.8), so exp stays libm.
 _HELPERS = {
     "_where": '''
-@njit(inline="always", cache=True)
+@njit(inline="always", error_model="numpy", cache=True)
 def _where(c, a, b):
     return a if c else b
 ''',
     "_erf": '''
-@njit(inline="always", cache=True)
+@njit(inline="always", error_model="numpy", cache=True)
 def _erf(x):
     return math.erf(x)
 ''',
@@ -89,7 +91,7 @@ _TP = (0.9999999501079664, 0.1292904754905923, 0.0029313165049519815, 9.36356327
 _TQ = (0.46262338507944706, 0.023806383345678656, 0.00022955834338662617)
 
 
-@njit(inline="always", fastmath=FASTMATH, cache=True)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy", cache=True)
 def _tanh32(x):
     y = min(max(np.float64(x), -9.0), 9.0)
     s = y * y
@@ -101,11 +103,22 @@ def _tanh32(x):
 }
 
 
+def supports(template: str) -> bool:
+    """Whether every function a template calls has a kernel version."""
+    ok = _supported.get(template)
+    if ok is None:
+        ok = _supported[template] = all(n == "not" or n in _FUNCS for n in _CALL.findall(template))
+    return ok
+
+
+_supported: dict = {}
+
+
 class KernelError(ValueError):
     """A program this module cannot render (an unknown function name, a dtype)."""
 
 
-def kernel(nodes, outputs, leaf_dtypes, out_dtypes, float_dtype):
+def kernel(nodes, outputs, leaf_dtypes, out_dtypes, float_dtype, reduce=None):
     """The kernel computing a fused program, shared by every program with its canonical text.
 
     Args:
@@ -115,6 +128,10 @@ def kernel(nodes, outputs, leaf_dtypes, out_dtypes, float_dtype):
         leaf_dtypes: NumPy dtype names of the leaves.
         out_dtypes: NumPy dtype names of the outputs.
         float_dtype: the group's float dtype name (literals take it), or None.
+        reduce: None, or ``(node, combine, init, n_axes, keepdims)``: the
+            kernel also folds ``nodes[node]`` over its last ``n_axes`` axes
+            with the template ``combine(acc, value)`` from ``init``; that
+            result is the last output (its dtype last in ``out_dtypes``).
     Returns:
         A ``Kernel``. Raises ``KernelError`` when the program cannot be rendered.
     """
@@ -124,11 +141,18 @@ def kernel(nodes, outputs, leaf_dtypes, out_dtypes, float_dtype):
         if d not in FUSABLE_DTYPES:
             raise KernelError(f"dtype {d} is not fusable")
     body, consts = _render(nodes, float_dtype)
+    fold = None
+    if reduce is not None:
+        node, combine, init, n_axes, keepdims = reduce
+        if float_dtype is None:
+            raise KernelError("a fused reduction needs a float dtype")
+        fold = (_render([(combine, [("leaf", 0), ("leaf", 1)])], None)[0][0].split(" = ", 1)[1]
+                .replace("x0", "acc").replace("x1", f"t{node}"), float(init), int(n_axes), bool(keepdims))
     key = "\n".join(body) + "|" + ",".join(map(str, outputs)) + "|" + ",".join(leaf_dtypes) + "->" \
-        + ",".join(out_dtypes) + "|" + repr(consts)
+        + ",".join(out_dtypes) + "|" + repr(consts) + "|" + repr(fold)
     k = _kernels.get(key)
     if k is None:
-        k = _kernels[key] = Kernel(key, body, consts, list(outputs), len(leaf_dtypes), list(out_dtypes))
+        k = _kernels[key] = Kernel(key, body, consts, list(outputs), len(leaf_dtypes), list(out_dtypes), fold)
         stats["kernels"] += 1
     else:
         stats["hits"] += 1
@@ -183,28 +207,38 @@ def _cache_dir() -> str:
 class Kernel:
     """One fused program; a compiled loop per leaf layout (``codes``), built on first use."""
 
-    __slots__ = ("key", "body", "consts", "outputs", "n_leaves", "out_dtypes", "_variants")
+    __slots__ = ("key", "body", "consts", "outputs", "n_leaves", "out_dtypes", "fold", "_variants")
 
-    def __init__(self, key, body, consts, outputs, n_leaves, out_dtypes):
+    def __init__(self, key, body, consts, outputs, n_leaves, out_dtypes, fold=None):
         self.key = key
         self.body = body
         self.consts = consts
         self.outputs = outputs
         self.n_leaves = n_leaves
         self.out_dtypes = [np.dtype(d) for d in out_dtypes]
+        self.fold = fold  # (combine source, init, n_axes, keepdims) or None
         self._variants: dict = {}
 
     def __call__(self, *leaves, shape=None):
         """Output buffers for leaf buffers (broadcast to ``shape``, default their broadcast shape)."""
         if shape is None:
             shape = leaves[0].shape if len(leaves) == 1 else np.broadcast_shapes(*(a.shape for a in leaves))
-        n = 1
-        for s in shape:
-            n *= s
-        outs = [np.empty(shape, d) for d in self.out_dtypes]
+        n = _prod(shape)
+        fold = self.fold
+        inner = None
+        if fold is None:
+            outs = [np.empty(shape, d) for d in self.out_dtypes]
+        else:
+            k = fold[2]
+            inner = _prod(shape[len(shape) - k:])
+            red_shape = tuple(shape[:len(shape) - k]) + ((1,) * k if fold[3] else ())
+            outs = [np.empty(shape, d) for d in self.out_dtypes[:-1]]
+            outs.append(np.full(red_shape, fold[1], self.out_dtypes[-1]))
+            if inner == 0:
+                return outs
         if n == 0:
             return outs
-        codes, args, inner = _layout(leaves, shape)
+        codes, args, inner = _layout(leaves, shape, inner)
         parallel = n >= PARALLEL_MIN
         fn = self._variants.get((codes, parallel))
         if fn is None:
@@ -242,20 +276,22 @@ class Kernel:
 
     def source(self, codes: str, parallel: bool) -> str:
         """The Python/numba source of the loop for leaf layout ``codes`` (F, S, I, O per leaf)."""
-        text = "\n".join(self.body)
+        text = "\n".join(self.body) + ("\n" + self.fold[0] if self.fold is not None else "")
         helpers = [h for h in _HELPERS if re.search(rf"\b{h}\(", text)]
         lines = ["# generated by kiln.backend.cpu_kernels; " + self.key.replace("\n", "; "),
                  "import math", "import numpy as np", "from numba import njit, prange", "",
                  f"FASTMATH = {_FASTMATH}"]
         for m, (dt, v) in enumerate(self.consts):
             lines.append(f"c{m} = np.{dt}({v!r})")
+        if self.fold is not None:  # the accumulator's start, typed (may be +-inf)
+            lines.append(f"ACC0 = np.{self.out_dtypes[-1].name}(float({str(self.fold[1])!r}))")
         for h in helpers:
             lines.append(_HELPERS[h])
         leaves = [f"a{k}" for k in range(self.n_leaves)]
-        outs = [f"o{k}" for k in range(len(self.outputs))]
-        two_d = "I" in codes or "O" in codes
+        outs = [f"o{k}" for k in range(len(self.outputs) + (self.fold is not None))]
+        two_d = "I" in codes or "O" in codes or self.fold is not None
         head = ["R", "C"] if two_d else ["n"]
-        lines.append(f"@njit(parallel={parallel}, fastmath=FASTMATH, cache=True)")
+        lines.append(f"@njit(parallel={parallel}, fastmath=FASTMATH, error_model='numpy', cache=True)")
         lines.append(f"def kernel({', '.join(head + leaves + outs)}):")
         ind = "    "
         if two_d:
@@ -264,6 +300,8 @@ class Kernel:
             for k, c in enumerate(codes):
                 if c == "O":
                     lines.append(f"{ind * 2}x{k} = a{k}[r]")
+            if self.fold is not None:
+                lines.append(f"{ind * 2}acc = ACC0")
             lines.append(f"{ind * 2}for c in range(C):")
             ind, idx = ind * 3, "b + c"
         else:
@@ -279,14 +317,19 @@ class Kernel:
         lines.extend(ind + s for s in self.body)
         for k, j in enumerate(self.outputs):
             lines.append(f"{ind}o{k}[{idx}] = t{j}")
+        if self.fold is not None:
+            lines.append(f"{ind}acc = {self.fold[0]}")
+            lines.append(f"        o{len(self.outputs)}[r] = acc")
         return "\n".join(lines) + "\n"
 
 
-def _layout(leaves, shape):
-    """Per-leaf codes, the arguments to pass, and the inner extent of a 2-D loop (None: flat)."""
+def _layout(leaves, shape, inner=None):
+    """Per-leaf codes, the arguments to pass, and the inner extent of a 2-D loop (None: flat).
+
+    ``inner`` fixes the inner extent (a fused reduction's); leaves that do not fit it are materialised.
+    """
     codes = []
     args = []
-    inner = None
     nd = len(shape)
     for a in leaves:
         if a.shape == shape and a.flags.c_contiguous:

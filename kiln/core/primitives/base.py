@@ -64,6 +64,10 @@ class Primitive:
     # fused kernels (casts: a kernel computes in one dtype).
     expr = None
     fusable = True
+    # A reduction that can end a fused kernel gives the fold of an element
+    # into its accumulator ("({0} + {1})") and the accumulator's start.
+    reduce_expr = None
+    reduce_init = None
 
     def is_noop(self, inputs, output, shapeless: bool) -> bool:
         """Whether this application returns its only input unchanged (compile drops it).

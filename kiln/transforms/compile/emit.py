@@ -53,7 +53,7 @@ def unfused(g, xp, overrides):
     ns: dict = {}
     args = ", ".join(f"v{v}" for v in g.leaves)
     lines = [f"def _group({args}):"]
-    for k, st in enumerate(g.steps):
+    for k, st in enumerate(g.all_steps):
         ns[f"s{k}"] = step_fn(st, xp, overrides)
         lines.append(f"    v{st.outs[0]} = s{k}({', '.join(f'v{v}' for v in st.ins)})")
     lines.append(f"    return ({', '.join(f'v{v}' for v in g.outs)},)")
@@ -69,15 +69,21 @@ def cpu_kernel(g, info):
         refs = [("node", local[v]) if v in local else ("leaf", index[v]) for v in st.ins]
         nodes.append((st.prim.expr, refs))
         local[st.outs[0]] = j
-    return cpu_kernels.kernel(nodes, [local[v] for v in g.outs], [info[v][1].np.name for v in g.leaves],
-                              [info[v][1].np.name for v in g.outs], g.dtype)
+    outs = g.outs
+    reduce = None
+    if g.reduce is not None:
+        r = g.reduce
+        outs = g.outs[:-1]
+        reduce = (local[r.ins[0]], r.prim.reduce_expr, r.prim.reduce_init, len(r.prim.axes), r.prim.keepdims)
+    return cpu_kernels.kernel(nodes, [local[v] for v in outs], [info[v][1].np.name for v in g.leaves],
+                              [info[v][1].np.name for v in g.outs], g.dtype, reduce)
 
 
 def fused_call(g, info, backend_name, xp, overrides, mode, min_size, shapeless):
     """A ``FusedCall`` for ``g``, or None where the group should run unfused."""
     if mode == "off" or backend_name != "cpu" or not cpu_kernels.available:
         return None
-    if len(g.steps) < 2 and mode != "on":
+    if len(g.all_steps) < 2 and mode != "on":
         return None  # one NumPy call is already one pass
     size = 1
     for s in g.shape:

@@ -7,7 +7,8 @@ topological order; a step joins the groups of its producers unless that
 would make a cycle (one of its other inputs depends on such a group through
 an unfused step), so a group is a DAG whose values used outside it become
 the kernel's outputs: an optimizer's ``p, m, v`` update is one group with
-three outputs. ``order`` then sorts groups and unfused steps topologically.
+three outputs. A reduction over the trailing axes of a group's value joins
+as its epilogue. ``order`` then sorts groups and unfused steps topologically.
 
 The switch: ``set_fusion("auto" | "on" | "off")`` (or ``KILN_FUSION``):
 ``auto`` runs kernels for groups of two or more steps on outputs of at
@@ -51,25 +52,31 @@ def set_fusion(mode: str) -> None:
 class Group:
     """Fused steps in topological order, their leaves (inputs) and outputs (value numbers)."""
 
-    __slots__ = ("steps", "dtype", "shape", "leaves", "outs")
+    __slots__ = ("steps", "dtype", "shape", "leaves", "outs", "reduce")
 
     def __init__(self, steps, dtype, shape):
         self.steps = steps
         self.dtype = dtype
         self.shape = shape
         self.leaves: list = []
-        self.outs: list = []
+        self.outs: list = []  # the reduction's output (if any) is last
+        self.reduce = None    # a reduction step folding one of the group's values
+
+    @property
+    def all_steps(self) -> list:
+        """The elementwise steps, then the reduction (a topological order)."""
+        return self.steps + [self.reduce] if self.reduce is not None else self.steps
 
     @property
     def name(self) -> str:
-        names = [type(s.prim).__name__ for s in self.steps]
+        names = [type(s.prim).__name__ for s in self.all_steps]
         return "+".join(names) if len(names) <= 6 else "+".join(names[:6]) + f"+...({len(names)} steps)"
 
 
 def fusable(st):
     """The float dtype name (None if all bool) a step would compute in, or False."""
     prim = st.prim
-    if st.multi or not prim.fusable or not isinstance(prim.expr, str):
+    if st.multi or not prim.fusable or not isinstance(prim.expr, str) or not cpu_kernels.supports(prim.expr):
         return False
     floats = set()
     for d in st.in_dtypes + st.dtypes:
@@ -176,17 +183,54 @@ def group(steps, out_vals, stats: dict) -> list:
         g.leaves = leaves_of(g.steps)
         g.outs = [v for s in g.steps for v in s.outs if v in used_outside or v in final]
         groups.append(g)
-    multi = [g for g in groups if len(g.steps) > 1]
+    _attach_reductions(steps, groups, out_vals)
+    multi = [g for g in groups if len(g.all_steps) > 1]
     stats["fused_groups"] = len(multi)
-    stats["fused_nodes"] = sum(len(g.steps) for g in multi)
+    stats["fused_nodes"] = sum(len(g.all_steps) for g in multi)
+    stats["fused_reductions"] = sum(g.reduce is not None for g in multi)
     return groups
+
+
+def _attach_reductions(steps, groups, out_vals) -> None:
+    """A reduction over the trailing axes of a group's value becomes the group's epilogue.
+
+    The group's kernel then folds that value as it computes it (a softmax's
+    ``sum(exp(x - max))`` in the pass that writes ``exp(x - max)``). A
+    reduction's primitive says how to fold (``reduce_expr``, ``reduce_init``).
+    """
+    made_by = {v: g for g in groups for v in g.outs}
+    uses: dict = {}
+    for st in steps:
+        for v in st.ins:
+            uses[v] = uses.get(v, 0) + 1
+    final = set(out_vals)
+    for st in steps:
+        prim = st.prim
+        if st.multi or getattr(prim, "reduce_expr", None) is None or len(st.ins) != 1:
+            continue
+        g = made_by.get(st.ins[0])
+        if g is None or g.reduce is not None or g.dtype is None:
+            continue
+        if st.dtypes[0].np.name != g.dtype or st.in_dtypes[0].np.name != g.dtype:
+            continue
+        nd = len(g.shape)
+        axes = tuple(sorted(a % nd for a in prim.axes)) if nd else ()
+        if not axes or axes != tuple(range(nd - len(axes), nd)):
+            continue
+        if not cpu_kernels.supports(prim.reduce_expr):
+            continue
+        v = st.ins[0]
+        g.reduce = st
+        if uses.get(v) == 1 and v not in final:
+            g.outs.remove(v)
+        g.outs.append(st.outs[0])
 
 
 def order(steps, groups) -> list:
     """Groups and unfused steps in a topological order (each item: a Group or a Step)."""
     item_of: dict = {}
     for g in groups:
-        for st in g.steps:
+        for st in g.all_steps:
             item_of[id(st)] = g
     producer_item: dict = {}
     items: list = []

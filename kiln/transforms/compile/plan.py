@@ -31,7 +31,8 @@ class Plan:
         self.out_shapes = [o._shape for o in outputs]
         self.out_dtypes = [o._dtype for o in outputs]
         self.stats = {"traced_nodes": 0, "steps": 0, "noops": 0, "cse": 0, "merged_consts": 0,
-                      "dead": 0, "fused_groups": 0, "fused_nodes": 0}
+                      "dead": 0, "fused_groups": 0, "fused_nodes": 0,
+                      "fused_reductions": 0}
         self._runners: dict = {}
         self._shape_cache: dict = {}
         self.source = ""
@@ -42,7 +43,7 @@ class Plan:
         self.program = passes.simplify(placeholders, self.captured, self.tape, outputs, shapeless, self.stats)
         self.steps = self.program.steps
         groups = fusion.group(self.steps, self.program.out_vals, self.stats)
-        self.groups = [g for g in groups if len(g.steps) > 1]
+        self.groups = [g for g in groups if len(g.all_steps) > 1]
         self.items = fusion.order(self.steps, groups)
         self.prim = Compiled(self)
         if shapeless and self.outputs:

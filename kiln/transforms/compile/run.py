@@ -41,7 +41,7 @@ def generate(plan, xp, check: bool):
         if fc is not None:
             emitted.append((it, fc, it.leaves, it.outs))
         elif isinstance(it, Group):
-            emitted.extend((st, None, st.ins, st.outs) for st in it.steps)
+            emitted.extend((st, None, st.ins, st.outs) for st in it.all_steps)
         else:
             emitted.append((it, None, it.ins, it.outs))
     last: dict = {}
