@@ -272,3 +272,20 @@ def test_fused_max_propagates_nan_and_cross_entropy(monkeypatch):
     _assert_close(np.array(mx.compile(ce)(logits)), np.array(ce(logits)), 1e-5, 1e-6, "cross_entropy")
     g = mx.grad(ce)
     _assert_close(np.array(mx.compile(g)(logits)), np.array(g(logits)), 1e-5, 1e-6, "cross_entropy grad")
+
+
+@needs_numba
+def test_auto_mode_fuses_long_chains_of_tiny_arrays(monkeypatch):
+    """FUSE_MIN_STEPS: 200 ops on 16 elements become a few kernel calls (per-op dispatch gone)."""
+    monkeypatch.setattr(F.options, "mode", "auto")
+
+    def chain(x):
+        for _ in range(100):
+            x = x * 0.999
+            x = x + 0.001
+        return x
+    x = mx.array(np.random.default_rng(7).standard_normal(16).astype(np.float32))
+    cf = mx.compile(chain)
+    _assert_close(np.array(cf(x)), np.array(chain(x)), 1e-5, 1e-6, "chain")
+    p = cf.plans()[0]
+    assert p.stats["fused_nodes"] == 200 and p.source.count(" = s") == len(p.groups) <= 4

@@ -332,11 +332,16 @@ def _layout(leaves, shape, inner=None):
     args = []
     nd = len(shape)
     for a in leaves:
-        if a.shape == shape and a.flags.c_contiguous:
+        same = a.shape == shape
+        if same and a.flags.c_contiguous:
             codes.append("F")
             args.append(a.reshape(-1))
             continue
-        b = np.broadcast_to(a, shape)
+        if a.size == 1:
+            codes.append("S")
+            args.append(a.reshape(-1)[0])
+            continue
+        b = a if same else np.broadcast_to(a, shape)
         eff = [1 if (st == 0 or s == 1) else s for s, st in zip(shape, b.strides)]
         if all(e == 1 for e in eff):
             codes.append("S")

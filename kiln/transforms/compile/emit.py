@@ -79,7 +79,7 @@ def cpu_kernel(g, info):
                               [info[v][1].np.name for v in g.outs], g.dtype, reduce)
 
 
-def fused_call(g, info, backend_name, xp, overrides, mode, min_size, shapeless):
+def fused_call(g, info, backend_name, xp, overrides, mode, min_size, min_steps, shapeless):
     """A ``FusedCall`` for ``g``, or None where the group should run unfused."""
     if mode == "off" or backend_name != "cpu" or not cpu_kernels.available:
         return None
@@ -88,7 +88,7 @@ def fused_call(g, info, backend_name, xp, overrides, mode, min_size, shapeless):
     size = 1
     for s in g.shape:
         size *= s
-    threshold = 0 if mode == "on" else min_size
+    threshold = 0 if (mode == "on" or len(g.all_steps) >= min_steps) else min_size
     if not shapeless and size < threshold:
         return None
     try:

@@ -12,7 +12,7 @@ as its epilogue. ``order`` then sorts groups and unfused steps topologically.
 
 The switch: ``set_fusion("auto" | "on" | "off")`` (or ``KILN_FUSION``):
 ``auto`` runs kernels for groups of two or more steps on outputs of at
-least ``FUSE_MIN_SIZE`` elements, ``on`` for every group of any size (so
+least ``FUSE_MIN_SIZE`` elements (any size from ``FUSE_MIN_STEPS`` steps), ``on`` for every group of any size (so
 tests put each primitive through a kernel), ``off`` never.
 """
 from __future__ import annotations
@@ -24,7 +24,8 @@ from ...backend import cpu_kernels
 
 MAX_NODES = 64     # numba's compile time grows with the loop body
 MAX_LEAVES = 32
-FUSE_MIN_SIZE = 4096  # below it a kernel call costs more than the intermediates
+FUSE_MIN_SIZE = 4096  # below it a kernel call costs more than the intermediates...
+FUSE_MIN_STEPS = 8    # ...unless the group replaces this many NumPy calls (~1 us each)
 
 
 class _Options:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from ...backend import codegen, loaded_backends
 from . import emit
-from .fusion import FUSE_MIN_SIZE, Group, options
+from . import fusion
+from .fusion import Group, options
 
 
 def generate(plan, xp, check: bool):
@@ -32,8 +33,8 @@ def generate(plan, xp, check: bool):
     for it in plan.items:
         fc = None
         if isinstance(it, Group):
-            fc = emit.fused_call(it, prog.info, backend_name, xp, overrides, options.mode, FUSE_MIN_SIZE,
-                                 plan.shapeless)
+            fc = emit.fused_call(it, prog.info, backend_name, xp, overrides, options.mode, fusion.FUSE_MIN_SIZE,
+                                 fusion.FUSE_MIN_STEPS, plan.shapeless)
         calls.append((it, fc))
     # the steps actually emitted, each with the values it reads and writes
     emitted = []
