@@ -289,3 +289,73 @@ def test_auto_mode_fuses_long_chains_of_tiny_arrays(monkeypatch):
     _assert_close(np.array(cf(x)), np.array(chain(x)), 1e-5, 1e-6, "chain")
     p = cf.plans()[0]
     assert p.stats["fused_nodes"] == 200 and p.source.count(" = s") == len(p.groups) <= 4
+
+
+def _sgd_state(n=64):
+    rng = np.random.default_rng(8)
+    return {"p": mx.array(rng.standard_normal(n).astype(np.float32)),
+            "m": mx.array(np.zeros(n, np.float32))}
+
+
+def _make_step(state):
+    def step(g):
+        m = 0.9 * state["m"] + g
+        state["p"] = state["p"] - 0.1 * m
+        state["m"] = m
+        return mx.sum(state["p"])
+    return mx.compile(step, inputs=[state], outputs=[state])
+
+
+@needs_numba
+def test_state_donated_in_place_when_nobody_holds_it(monkeypatch):
+    monkeypatch.setattr(F.options, "mode", "on")
+    state = _sgd_state()
+    step = _make_step(state)
+    g = mx.array(np.ones(64, np.float32))
+    want_p, want_m = np.array(state["p"]), np.array(state["m"])
+    for _ in range(3):
+        want_m = 0.9 * want_m + 1
+        want_p = want_p - 0.1 * want_m
+        mx.eval(step(g), state)
+        _assert_close(np.array(state["p"]), want_p, 1e-6, 1e-6, "p")
+        _assert_close(np.array(state["m"]), want_m, 1e-6, 1e-6, "m")
+    ptr = state["p"]._buf.ctypes.data  # an address, not a reference (holding the buffer stops donation)
+    mx.eval(step(g), state)
+    assert state["p"]._buf.ctypes.data == ptr  # the kernel wrote p's new value into its old buffer
+
+
+@needs_numba
+def test_donation_never_overwrites_an_array_the_user_holds(monkeypatch):
+    monkeypatch.setattr(F.options, "mode", "on")
+    state = _sgd_state()
+    step = _make_step(state)
+    g = mx.array(np.ones(64, np.float32))
+    mx.eval(step(g), state)
+    held = state["p"]                   # the user keeps the old parameter...
+    held_np = np.array(held).copy()
+    view = np.asarray(state["m"])       # ...and a NumPy view of the old momentum
+    view_copy = view.copy()
+    mx.eval(step(g), state)
+    np.testing.assert_array_equal(np.array(held), held_np)
+    np.testing.assert_array_equal(view, view_copy)
+    assert not np.shares_memory(state["p"]._buf, held._buf)
+    p_before = np.array(state["p"]).copy()
+    lazy = state["p"] * 2               # a pending graph reading the old value
+    mx.eval(step(g), state)
+    np.testing.assert_array_equal(np.array(lazy), 2 * p_before)  # evaluated after the step: the old value
+
+
+@needs_numba
+def test_no_donation_when_state_is_also_an_argument(monkeypatch):
+    monkeypatch.setattr(F.options, "mode", "on")
+    state = _sgd_state()
+    step = _make_step(state)
+
+    def both(g):
+        out = step(g)
+        return out
+    mx.eval(step(mx.array(np.ones(64, np.float32))), state)
+    p = state["p"]
+    want = np.array(p) - 0.1 * (0.9 * np.array(state["m"]) + np.array(p))
+    mx.eval(both(state["p"]), state)  # the old p is both the gradient argument and the state
+    _assert_close(np.array(state["p"]), want, 1e-6, 1e-6, "p")

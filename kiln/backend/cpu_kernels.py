@@ -226,20 +226,29 @@ class Kernel:
         self.fold = fold  # (combine source, init, n_axes, keepdims) or None
         self._variants: dict = {}
 
-    def __call__(self, *leaves, shape=None):
-        """Output buffers for leaf buffers (broadcast to ``shape``, default their broadcast shape)."""
+    def __call__(self, *leaves, shape=None, into=None):
+        """Output buffers for leaf buffers (broadcast to ``shape``, default their broadcast shape).
+
+        ``into`` maps an output index to a buffer to write it into (a donated
+        input, read at the same index before it is written); one that does
+        not fit (shape, dtype, layout) is ignored.
+        """
         if shape is None:
             shape = leaves[0].shape if len(leaves) == 1 else np.broadcast_shapes(*(a.shape for a in leaves))
         n = _prod(shape)
         fold = self.fold
         inner = None
-        if fold is None:
-            outs = [np.empty(shape, d) for d in self.out_dtypes]
-        else:
+        full = self.out_dtypes if fold is None else self.out_dtypes[:-1]
+        outs = [np.empty(shape, d) for d in full]
+        if into:
+            for j, buf in into.items():
+                if (buf.shape == shape and buf.dtype == full[j] and buf.flags.c_contiguous
+                        and buf.flags.writeable):
+                    outs[j] = buf
+        if fold is not None:
             k = fold[2]
             inner = _prod(shape[len(shape) - k:])
             red_shape = tuple(shape[:len(shape) - k]) + ((1,) * k if fold[3] else ())
-            outs = [np.empty(shape, d) for d in self.out_dtypes[:-1]]
             outs.append(np.full(red_shape, fold[1], self.out_dtypes[-1]))
             if inner == 0:
                 return outs

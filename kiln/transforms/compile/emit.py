@@ -26,7 +26,7 @@ def step_fn(st, xp, overrides):
 class FusedCall:
     """One fused group at run time: the kernel, or the unfused steps after a failure."""
 
-    __slots__ = ("kernel", "fallback", "name", "shape", "min_size", "failed")
+    __slots__ = ("kernel", "fallback", "name", "shape", "min_size", "failed", "donors")
 
     def __init__(self, kernel, fallback, name, shape, min_size):
         self.kernel = kernel
@@ -35,11 +35,15 @@ class FusedCall:
         self.shape = shape  # None when shapeless (taken from the leaves)
         self.min_size = min_size
         self.failed = False
+        self.donors: list = []  # (output index, leaf index, input value number): may write in place
 
-    def __call__(self, *leaves):
+    def __call__(self, *leaves, donated=None):
         if not self.failed and (not self.min_size or max(a.size for a in leaves) >= self.min_size):
+            into = None
+            if donated:
+                into = {j: leaves[li] for j, li, v in self.donors if v in donated}
             try:
-                return self.kernel(*leaves, shape=self.shape)
+                return self.kernel(*leaves, shape=self.shape, into=into)
             except Exception as e:  # noqa: BLE001 - any build/run failure falls back
                 self.failed = True
                 warnings.warn(f"[compile] The fused kernel for {self.name} failed ({type(e).__name__}: "

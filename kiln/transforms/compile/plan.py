@@ -7,6 +7,10 @@ how ``Compiled``'s vjp/jvp/vmap rules and shapeless shape inference work.
 """
 from __future__ import annotations
 
+import sys
+
+import numpy as np
+
 from ...core.array import _make, _make_multi
 from ...core.device import current_stream
 from ...core.graph import applications, trace_state
@@ -45,19 +49,25 @@ class Plan:
         groups = fusion.group(self.steps, self.program.out_vals, self.stats)
         self.groups = [g for g in groups if len(g.all_steps) > 1]
         self.items = fusion.order(self.steps, groups)
+        # state inputs a kernel may overwrite (Plan.call checks who else holds them)
+        self.donatable = sorted({v for g in groups for v in g.leaves if n_args <= v < len(placeholders)})
         self.prim = Compiled(self)
         if shapeless and self.outputs:
             self._validate_shapeless()
 
     # ------------------------------------------------------------ replay
-    def run(self, xp, bufs):
-        """Evaluate the plan on input buffers (the Compiled primitive's eval)."""
+    def run(self, xp, bufs, donated=frozenset()):
+        """Evaluate the plan on input buffers (the Compiled primitive's eval).
+
+        ``donated``: value numbers of state inputs whose buffers no one else
+        holds; kernels may write results into them.
+        """
         key = (xp, trace_state.check, fusion.options.mode)
         fn = self._runners.get(key)
         if fn is None:
-            fn, self.source = run.generate(self, xp, key[1])  # source kept for inspection and tests
+            fn, self.source, _ = run.generate(self, xp, key[1])  # source kept for inspection and tests
             self._runners[key] = fn
-        return fn(bufs)
+        return fn(bufs, donated)
 
     def call(self, arrays, state, outputs_tree):
         """Build the Compiled node for one call; write captured outputs back."""
@@ -71,13 +81,37 @@ class Plan:
             else:
                 shapes = self.out_shapes
             stream = inputs[0]._stream if inputs else current_stream()
-            outs = _make_multi(shapes, self.out_dtypes, self.prim, tuple(inputs), stream)
+            prim = Compiled(self) if (self.donatable and state) else self.prim
+            outs = _make_multi(shapes, self.out_dtypes, prim, tuple(inputs), stream)
         else:
             outs = []
         if self.state_paths:
             for path, o in zip(self.state_paths, outs[self.n_fun_out:]):
                 _tree_set(outputs_tree, path, o)
+            if self.donatable and state and outs:
+                prim.donated = self._donations(inputs, state, outs[0]._inputs)
         return _unflatten_out(self.out_def, outs[:self.n_fun_out])
+
+    def _donations(self, inputs, state, node_inputs) -> frozenset:
+        """State inputs whose array and buffer nothing outside this call holds (their old values
+        are unreachable once the state tree holds the new ones), so kernels may overwrite them."""
+        if trace_state.keep_graph:  # a transformation may still read the old values
+            return frozenset()
+        local = object()
+        base = sys.getrefcount(local)  # a name and the call's argument
+        out = []
+        for v in self.donatable:
+            a = inputs[v]
+            buf = a._buf
+            if type(buf) is not np.ndarray or buf.base is not None:
+                continue  # lazy, a view of another buffer, or not a host array
+            in_inputs = sum(x is a for x in inputs)
+            if in_inputs != 1:
+                continue  # also passed as another input, which a later step may still read
+            known = sum(x is a for x in state) + in_inputs + sum(x is a for x in node_inputs)
+            if sys.getrefcount(a) - base - known == 0 and sys.getrefcount(buf) - base == 1:
+                out.append(v)
+        return frozenset(out)
 
     # ------------------------------------------------------------ the traced graph
     def graph(self, inputs) -> list:

@@ -7,19 +7,21 @@ from ...core.primitives.base import Primitive
 class Compiled(Primitive):
     """One call of a compiled function: many outputs, computed by a replay plan.
 
-    Equality is identity (one instance per plan). The transformation rules
+    Equality is identity (one instance per plan, or per call where the call
+    donates state buffers). The transformation rules
     replay the traced graph with ordinary ops and transform that.
     """
 
     def __init__(self, plan):
         self.plan = plan
         self.n_outputs = len(plan.outputs)
+        self.donated = frozenset()  # per call: state inputs whose buffers kernels may overwrite
 
     def __repr__(self) -> str:
         return f"Compiled({self.plan.name})"
 
     def eval(self, xp, *bufs):
-        return self.plan.run(xp, bufs)
+        return self.plan.run(xp, bufs, self.donated)
 
     def _partial(self, primals, argnums):
         plan = self.plan
