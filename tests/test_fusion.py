@@ -359,3 +359,18 @@ def test_no_donation_when_state_is_also_an_argument(monkeypatch):
     want = np.array(p) - 0.1 * (0.9 * np.array(state["m"]) + np.array(p))
     mx.eval(both(state["p"]), state)  # the old p is both the gradient argument and the state
     _assert_close(np.array(state["p"]), want, 1e-6, 1e-6, "p")
+
+
+@needs_numba
+def test_auto_mode_leaves_scalar_libm_groups_to_numpy_on_large_arrays(monkeypatch):
+    """exp is one libm call per element in a kernel (NumPy's loop is SIMD): unfused when large; tanh
+    (float32, vectorised here) fuses."""
+    monkeypatch.setattr(F.options, "mode", "auto")
+    x = mx.array(np.linspace(-2, 2, 2 * F.FUSE_MIN_SIZE, dtype=np.float32))
+    with_exp = mx.compile(lambda x: mx.exp(x * 0.5) + 1.0)
+    with_tanh = mx.compile(lambda x: mx.tanh(x * 0.5) + 1.0)
+    _assert_close(np.array(with_exp(x)), np.exp(np.array(x) * 0.5) + 1, 1e-6, 1e-6, "exp")
+    _assert_close(np.array(with_tanh(x)), np.tanh(np.array(x) * 0.5) + 1, 1e-6, 1e-6, "tanh")
+    assert with_exp.plans()[0].source.count(" = s") == 3
+    assert with_tanh.plans()[0].source.count(" = s") == 1
+    assert cpu_kernels.vectorised("tanh({0})", "float32") and not cpu_kernels.vectorised("tanh({0})", "float64")

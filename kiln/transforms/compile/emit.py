@@ -95,6 +95,9 @@ def fused_call(g, info, backend_name, xp, overrides, mode, min_size, min_steps, 
     threshold = 0 if (mode == "on" or len(g.all_steps) >= min_steps) else min_size
     if not shapeless and size < threshold:
         return None
+    if mode == "auto" and (shapeless or size >= min_size) and not all(
+            cpu_kernels.vectorised(st.prim.expr, g.dtype) for st in g.steps):
+        return None  # scalar libm calls in a loop lose to NumPy's SIMD passes on large arrays
     try:
         kernel = cpu_kernel(g, info)
     except cpu_kernels.KernelError as e:

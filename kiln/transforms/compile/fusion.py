@@ -12,7 +12,9 @@ as its epilogue. ``order`` then sorts groups and unfused steps topologically.
 
 The switch: ``set_fusion("auto" | "on" | "off")`` (or ``KILN_FUSION``):
 ``auto`` runs kernels for groups of two or more steps on outputs of at
-least ``FUSE_MIN_SIZE`` elements (any size from ``FUSE_MIN_STEPS`` steps), ``on`` for every group of any size (so
+least ``FUSE_MIN_SIZE`` elements (any size from ``FUSE_MIN_STEPS`` steps),
+except large groups calling a function the kernel cannot vectorise
+(``cpu_kernels.vectorised``: exp, log, sin... are scalar libm calls there), ``on`` for every group of any size (so
 tests put each primitive through a kernel), ``off`` never.
 """
 from __future__ import annotations
