@@ -44,6 +44,9 @@ except Exception:  # pragma: no cover - depends on the environment
     numba = None
 
 available = numba is not None and os.environ.get("KILN_NO_NUMBA", "") in ("", "0")
+# For ``python -m kiln.info`` (a kernel generator: its name, the device whose buffers it runs on).
+engine = "numba"
+device = "cpu"
 if available and not os.environ.get("NUMBA_THREADING_LAYER"):
     # numba's own work queue: its threads sleep when idle. The OpenMP layer's
     # spin-waiting threads fought BLAS's and other processes' for the cores
