@@ -49,7 +49,7 @@ def load(name: str, gpu: bool = False) -> SimpleNamespace:
             mx.set_default_device(mx.cpu)
         return SimpleNamespace(
             name=name, family="mlx", mx=mx, nn=nn, optim=optim, device=device,
-            versions=_versions("kiln" if name == "kiln" else "mlx", "numexpr"),
+            versions=_versions("kiln" if name == "kiln" else "mlx", "numba"),
             sync=lambda *trees: mx.eval(*trees),
             to_numpy=lambda x: np.array(x),
             asarray=lambda a: mx.array(a),

@@ -7,10 +7,10 @@ package is reported, never raised, so the command works on any install.
 
 Kernel generators are found, not listed: any module of ``kiln.backend``
 (other than the ``cpu`` and ``cuda`` backends) with a module-level
-``enabled: bool`` is one. It may also set ``device`` (``"cpu"``, the
+``available: bool`` is one. It may also set ``device`` (``"cpu"``, the
 default, or ``"gpu"``: whose buffers its kernels run on), ``engine`` (the
-name to print) and ``stats`` (a dict whose ``"built"`` counts the kernels it
-has built). ``codegen`` (numexpr) is one today.
+name to print) and ``stats`` (a dict whose ``"kernels"`` counts the kernels it
+has built). ``cpu_kernels`` (numba) is one today.
 """
 from __future__ import annotations
 
@@ -23,18 +23,15 @@ import kiln
 
 # The extras of pyproject.toml and the import names that tell whether each is installed.
 EXTRAS = {
-    "fast": ["numexpr"],
+    "fast": ["numba"],
     "cuda": ["cupy"],
     "io": ["safetensors", "gguf"],
     "examples": ["tqdm", "sklearn"],
     "docs": ["mkdocs"],
 }
-# Packages kernels can be generated with (numexpr: fused CPU elementwise
-# kernels; numba: compiled CPU kernels; CuPy: GPU kernels).
-KERNEL_PACKAGES = ("numexpr", "numba", "cupy")
-# Names of the kernel generators in kiln.backend, by module, where the module
-# has no ``engine`` attribute of its own (others show as their module name).
-ENGINE_NAMES = {"codegen": "numexpr"}
+# Packages kernels can be generated with (numba: compile's fused CPU kernels;
+# CuPy: GPU kernels).
+KERNEL_PACKAGES = ("numba", "cupy")
 _labels: dict = {}
 
 
@@ -123,9 +120,9 @@ def _compile_enabled() -> bool:
 
 def _fusion_engines() -> list:
     # Each module of kiln's backend that generates fused kernels says so with a
-    # module-level ``enabled`` flag, with ``device`` ("cpu" unless it says
+    # module-level ``available`` flag, with ``device`` ("cpu" unless it says
     # otherwise) which device's buffers its kernels run on, and optionally
-    # with ``engine`` the name to show. codegen (numexpr) is one; others may
+    # with ``engine`` the name to show. cpu_kernels (numba) is one; others may
     # join without a change here.
     import pkgutil
 
@@ -139,7 +136,7 @@ def _fusion_engines() -> list:
             mod = importlib.import_module(f"kiln.backend.{m.name}")
         except Exception:
             continue
-        flag = getattr(mod, "enabled", None)
+        flag = getattr(mod, "available", None)
         if isinstance(flag, bool):
             label = getattr(mod, "engine", None)
             if isinstance(label, str):
@@ -188,7 +185,7 @@ def kernels(device=None) -> dict:
 def fused_kernels_built() -> int:
     """How many fused kernels kiln's generators have built in this process so far.
 
-    Each generator that keeps a ``stats`` dict with a ``"built"`` count (codegen
+    Each generator that keeps a ``stats`` dict with a ``"kernels"`` count (cpu_kernels
     does) adds to it; compare the count before and after a compiled call to see
     whether that call's plan used fusion.
 
@@ -200,8 +197,8 @@ def fused_kernels_built() -> int:
     total = 0
     for name, _, _ in _fusion_engines():
         stats = getattr(getattr(backend, name, None), "stats", None)
-        if isinstance(stats, dict) and isinstance(stats.get("built"), int):
-            total += stats["built"]
+        if isinstance(stats, dict) and isinstance(stats.get("kernels"), int):
+            total += stats["kernels"]
     return total
 
 
@@ -212,19 +209,19 @@ def describe_kernels(device=None) -> str:
         device: the device asked about; default: the default device.
 
     Returns:
-        e.g. ``"compile on, elementwise fusion on the CPU: numexpr (where it measures
+        e.g. ``"compile on, elementwise fusion on the CPU: numba (where it measures
         faster)"``, or a line saying
         that compiled functions run unfused or that compilation is off.
     """
     k = kernels(device)
     if not k["compile"]:
         return "compile off (KILN_DISABLE_COMPILE or disable_compile): functions run eagerly"
-    on = [_labels.get(name) or ENGINE_NAMES.get(name, name) for name, enabled in k["engines"].items()
+    on = [_labels.get(name) or name for name, enabled in k["engines"].items()
           if enabled and k["engine_devices"][name] == k["device"]]
     where = "on the GPU" if k["device"] == "gpu" else "on the CPU"
     if on:
-        # Generators fuse a chain only where it pays (codegen times numexpr
-        # against NumPy once per process), so "available" is not "used":
+        # Generators fuse a chain only where it pays (compile's "auto" fusion:
+        # large arrays, long chains, SIMD-friendly functions), so "available" is not "used":
         # fused_kernels_built() tells what a call actually built.
         return f"compile on, elementwise fusion {where}: {', '.join(on)} (where it measures faster)"
     ops = "CuPy" if k["device"] == "gpu" else "NumPy"

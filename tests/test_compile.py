@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 import kiln.core as mx
-from kiln.backend import codegen
+from kiln.backend import cpu_kernels
 C = importlib.import_module("kiln.transforms.compile")
+F = importlib.import_module("kiln.transforms.compile.fusion")
 
 from harness import OpCase, _assert_close, _to_np, check_compile, make_inputs
 
-has_ne = pytest.mark.skipif(codegen._ne is None, reason="numexpr not installed")
+has_nb = pytest.mark.skipif(not cpu_kernels.available, reason="numba not installed")
 
 
 def _gelu(m, x):
@@ -52,17 +53,17 @@ def test_compile_table(case):
     check_compile(case)
 
 
-@has_ne
+@has_nb
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_compile_table_fused(case, monkeypatch):
-    """The same table with every fusable group forced through numexpr kernels."""
-    monkeypatch.setattr(codegen, "calibrate", False)
-    monkeypatch.setattr(C, "FUSE_MIN_SIZE", 0)
+    """The same table with every fusable group forced through numba kernels."""
+    monkeypatch.setattr(F.options, "mode", "on")
     check_compile(case)
 
 
-def test_compile_table_numexpr_missing(monkeypatch):
-    monkeypatch.setattr(codegen, "enabled", False)
+def test_compile_table_numba_missing(monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "available", False)
+    monkeypatch.setattr(F.options, "mode", "on")
     for case in CASES:
         check_compile(case)
 
@@ -263,10 +264,9 @@ def test_equal_constants_merged():
 
 
 # ---------------------------------------------------------------- fusion
-@has_ne
+@has_nb
 def test_fused_kernel_and_cache(monkeypatch):
-    monkeypatch.setattr(codegen, "calibrate", False)
-    monkeypatch.setattr(C, "FUSE_MIN_SIZE", 0)
+    monkeypatch.setattr(F.options, "mode", "on")
     x = mx.array(np.linspace(-2, 2, 50, dtype=np.float32))
     cf = mx.compile(lambda x: _gelu(mx, x))
     got = cf(x)
@@ -274,17 +274,16 @@ def test_fused_kernel_and_cache(monkeypatch):
     _assert_close(np.array(got), np.array(_gelu(mx, x)), 1e-6, 1e-6)
     p = cf.plans()[0]
     assert p.stats["fused_groups"] == 1 and p.stats["fused_nodes"] == p.stats["steps"]
-    assert " = k" in p.source  # one kernel call, no unfused steps
-    hits = codegen.stats["hits"]
+    assert p.source.count(" = s") == 1  # one kernel call, no unfused steps
+    hits = cpu_kernels.stats["hits"]
     cf2 = mx.compile(lambda y: _gelu(mx, y))  # same canonical tape: kernel reused
     _assert_close(np.array(cf2(x)), np.array(got), 0, 0)
-    assert codegen.stats["hits"] == hits + 1
+    assert cpu_kernels.stats["hits"] == hits + 1
 
 
-@has_ne
+@has_nb
 def test_fusion_dtype_rules(monkeypatch):
-    monkeypatch.setattr(codegen, "calibrate", False)
-    monkeypatch.setattr(C, "FUSE_MIN_SIZE", 0)
+    monkeypatch.setattr(F.options, "mode", "on")
     x32 = mx.array(np.linspace(0.1, 1, 8, dtype=np.float32))
     x64 = mx.array(np.linspace(0.1, 1, 8), dtype=mx.float64)
     mixed = mx.compile(lambda a, b: mx.sin(a) * 3.0 + mx.exp(b))  # float32 and float64 meet
@@ -293,16 +292,18 @@ def test_fusion_dtype_rules(monkeypatch):
     want = np.sin(np.array(x32)).astype(np.float64) * 3 + np.exp(np.array(x64))
     _assert_close(np.array(out), want, 1e-6, 1e-7)
     # the float32 part may fuse, but never together with the float64 part
-    for g in mixed.plans()[0].groups.values():
+    for g in mixed.plans()[0].groups:
         assert len({d for s in g.steps for d in s.dtypes + s.in_dtypes}) == 1
     f16 = mx.compile(lambda a: mx.sin(a) * 2 + 1)
     xh = x32.astype(mx.float16)
     r = f16(xh)
-    assert r.dtype == mx.float16 and not f16.plans()[0].groups  # numexpr has no float16
+    assert r.dtype == mx.float16 and not f16.plans()[0].groups  # kernels take float32/float64/bool
     _assert_close(np.array(r).astype(np.float32), np.array(mx.sin(xh) * 2 + 1).astype(np.float32), 0, 0)
 
 
-def test_replay_generated_and_frees_intermediates():
+def test_replay_generated_and_frees_intermediates(monkeypatch):
+    monkeypatch.setattr(F.options, "mode", "off")  # the unfused replay (fused, the chain is one kernel)
+
     def chain(x):
         for _ in range(50):
             x = mx.sin(x) * 0.5
@@ -394,11 +395,27 @@ def test_disable_env_var(var):
     assert out.stdout.split() == ["2.0", "0"]
 
 
-@has_ne
+
+@pytest.mark.parametrize("first", ["kiln.transforms.compile", "kiln.transforms.compile.fusion",
+                                   "kiln.transforms.control_flow", "kiln.backend.cpu_kernels"])
+def test_import_order_keeps_mx_compile(first):
+    """Importing the compile package (or a user of it) before kiln.core still gives mx.compile."""
+    code = (f"import {first}\n"
+            "import kiln.core as mx\n"
+            "from kiln.transforms.compile import set_fusion\n"
+            "set_fusion('auto')\n"
+            "cf = mx.compile(lambda x: x * 2)\n"
+            "print(cf(mx.array([1.0])).item(), cf.num_traces, type(mx.compile).__name__)\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2.0", "1", "function"]
+
+@has_nb
 def test_fusion_caps(monkeypatch):
-    """Long chains fuse in pieces of bounded size; wide sums stay within numexpr's operand limit."""
-    monkeypatch.setattr(codegen, "calibrate", False)
-    monkeypatch.setattr(C, "FUSE_MIN_SIZE", 0)
+    """Long chains fuse in pieces of bounded size; wide sums stay within the leaf limit."""
+    monkeypatch.setattr(F.options, "mode", "on")
 
     def chain(x):
         for _ in range(40):
@@ -414,13 +431,13 @@ def test_fusion_caps(monkeypatch):
     x = mx.array(np.linspace(-1, 1, 16, dtype=np.float32))
     cf = mx.compile(chain)
     _assert_close(np.array(cf(x)), np.array(chain(x)), 1e-5, 1e-6)
-    groups = cf.plans()[0].groups.values()
-    assert len(groups) >= 2 and all(len(g.steps) <= C._MAX_FUSED_NODES for g in groups)
+    groups = cf.plans()[0].groups
+    assert len(groups) >= 2 and all(len(g.steps) <= F.MAX_NODES for g in groups)
     xs = [x + i for i in range(40)]
     cw = mx.compile(wide)
     _assert_close(np.array(cw(*xs)), np.array(wide(*xs)), 1e-5, 1e-5)
-    for g in cw.plans()[0].groups.values():
-        assert len(C._Plan._leaves(g.steps)) <= C._MAX_FUSED_LEAVES
+    for g in cw.plans()[0].groups:
+        assert len(g.leaves) <= F.MAX_LEAVES
 
 
 def test_nn_training_step_with_module_and_optimizer_state():

@@ -527,4 +527,6 @@ def test_cond_in_scan_under_vmap_and_grad_and_switch_in_while():
 
     got = mx.vmap(mx.grad(g))(x)
     want = np.stack([np.array(mx.grad(g_ref)(x[k])) for k in range(4)])
-    np.testing.assert_allclose(np.array(got), want, rtol=1e-12)
+    # float32 rounding, not bit equality: the bodies are compile plans, and a plan's fused
+    # (numba) kernel may round sin/cos in the last bit unlike NumPy's SIMD loops.
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-6)

@@ -1,6 +1,7 @@
 """kiln.__version__, ``python -m kiln --version`` and ``python -m kiln.info``."""
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import kiln
 import kiln.core as mx
 from kiln import info
-from kiln.backend import codegen
+from kiln.backend import cpu_kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,7 +71,7 @@ def test_extras_are_the_pyproject_extras():
     assert set(info.EXTRAS) <= declared
     got = info.extras()
     # numpy-only packages answer the same way through both queries
-    assert got["fast"] == (info.package_version("numexpr") is not None)
+    assert got["fast"] == (info.package_version("numba") is not None)
 
 
 def test_package_version():
@@ -81,7 +82,7 @@ def test_package_version():
 def test_kernels_follow_the_compile_switch():
     on = info.kernels()
     assert on["compile"] is True
-    assert on["engines"].get("codegen") == codegen.enabled
+    assert on["engines"].get("cpu_kernels") == cpu_kernels.available
     mx.disable_compile()
     try:
         off = info.kernels()
@@ -93,30 +94,30 @@ def test_kernels_follow_the_compile_switch():
 
 
 def test_kernels_report_fusion_switched_off(monkeypatch):
-    monkeypatch.setattr(codegen, "enabled", False)
+    monkeypatch.setattr(cpu_kernels, "available", False)
     k = info.kernels()
-    assert k["engines"]["codegen"] is False
-    assert k["fused"] is any(v for name, v in k["engines"].items() if name != "codegen")
+    assert k["engines"]["cpu_kernels"] is False
+    assert k["fused"] is any(v for name, v in k["engines"].items() if name != "cpu_kernels")
     if not k["fused"]:
         assert "unfused" in info.describe_kernels()
 
 
-@pytest.mark.skipif(not codegen.enabled, reason="numexpr is not installed")
-def test_kernels_report_numexpr_fusion():
-    assert info.kernels()["fused"] is True
-    assert "numexpr" in info.describe_kernels()
+@pytest.mark.skipif(not cpu_kernels.available, reason="numba is not installed")
+def test_kernels_report_numba_fusion():
+    assert info.kernels("cpu")["fused"] is True
+    assert "numba" in info.describe_kernels("cpu")
 
 
 def test_kernels_are_per_device(monkeypatch):
-    # codegen's numexpr kernels run on CPU buffers: they do not make GPU work fused.
-    assert info.kernels("cpu")["fused"] is codegen.enabled
+    # cpu_kernels' numba kernels run on CPU buffers: they do not make GPU work fused.
+    assert info.kernels("cpu")["fused"] is cpu_kernels.available
     gpu = info.kernels("gpu")
     assert gpu["device"] == "gpu"
     assert gpu["fused"] is any(on and gpu["engine_devices"][n] == "gpu" for n, on in gpu["engines"].items())
     if not gpu["fused"]:
         assert info.describe_kernels("gpu").startswith("compile on, unfused on the GPU: CuPy ops")
     # A generator that declares device = "gpu" counts for the GPU only.
-    fake = [("codegen", False, "cpu"), ("gpufuse", True, "gpu")]
+    fake = [("cpu_kernels", False, "cpu"), ("gpufuse", True, "gpu")]
     monkeypatch.setattr(info, "_fusion_engines", lambda: fake)
     assert info.kernels("gpu")["fused"] and not info.kernels("cpu")["fused"]
     assert info.describe_kernels("gpu") == ("compile on, elementwise fusion on the GPU: gpufuse "
@@ -130,10 +131,11 @@ def test_kernel_lines_name_every_device():
         assert f"  {d['device']}: {info.describe_kernels(d['type'])}" in text
 
 
-@pytest.mark.skipif(not codegen.enabled, reason="numexpr is not installed")
+@pytest.mark.skipif(not cpu_kernels.available, reason="numba is not installed")
 def test_fused_kernels_built_counts_new_kernels(monkeypatch):
-    monkeypatch.setattr(codegen, "calibrate", False)  # fuse whatever numexpr can, fast or not
-    monkeypatch.setattr(codegen, "_kernels", {})  # an empty kernel cache: the kernel must be built
+    fusion = importlib.import_module("kiln.transforms.compile.fusion")
+    monkeypatch.setattr(fusion.options, "mode", "on")  # fuse whatever a kernel can, fast or not
+    monkeypatch.setattr(cpu_kernels, "_kernels", {})  # an empty kernel cache: the kernel must be built
     before = info.fused_kernels_built()
     # One elementwise chain on an array large enough to be fused.
     f = mx.compile(lambda x: (x * 3.25 + 1.75) * x - 0.125)

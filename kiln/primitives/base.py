@@ -79,8 +79,32 @@ class Primitive:
         raise NotImplementedError(f"[output_shapes] Not implemented for {self.name}.")
 
     # Used by compile's fusion: an elementwise primitive gives a template
-    # such as "sin({0})"; others leave it None.
+    # such as "sin({0})" (NumPy function names, Python operators); others
+    # leave it None. ``fusable = False`` keeps a templated primitive out of
+    # fused kernels (casts: a kernel computes in one dtype).
     expr = None
+    fusable = True
+    # A reduction that can end a fused kernel gives the fold of an element
+    # into its accumulator ("({0} + {1})") and the accumulator's start.
+    reduce_expr = None
+    reduce_init = None
+
+    def is_noop(self, inputs, output, shapeless: bool) -> bool:
+        """Whether this application returns its only input unchanged (compile drops it).
+
+        Args:
+            inputs: the traced input arrays.
+            output: the traced output array.
+            shapeless: whether the plan must replay on other shapes.
+        """
+        return False
+
+    def replay_error(self, inputs, shapes):
+        """Why a shapeless replay on ``inputs`` giving ``shapes`` would be wrong, or None.
+
+        The message may contain ``{fun}``, the compiled function's name.
+        """
+        return None
 
     def apply(self, inputs, shape, dtype, stream=None):
         """Build a node of this primitive (no validation: for rules)."""

@@ -154,7 +154,7 @@ class DivMod(Primitive):
 
 @primitive
 class Power(BinaryElementwise):
-    expr = None  # numexpr's integer power differs from MLX for negative exponents
+    expr = "power({0}, {1})"  # fused kernels take floats only (integer power differs)
 
     def eval(self, xp, x, y):
         if x.dtype == xp.bool_:
@@ -214,7 +214,7 @@ class ArcTan2(BinaryElementwise):
 
 @primitive
 class LogAddExp(BinaryElementwise):
-    expr = None
+    expr = "logaddexp({0}, {1})"
 
     def eval(self, xp, x, y):
         with _quiet(xp):

@@ -3,8 +3,7 @@
 ``CustomTransforms`` carries a rules object given by the transform that builds it
 (``kiln/transforms/custom.py``): its rules differentiate or vectorise the user's function, which
 is transform work, so this floor delegates instead of importing a transform. ``Compiled`` (the
-node of ``mx.compile``) still lives in ``kiln/transforms/compile.py``, which the compiler issue
-splits.
+node of ``mx.compile``) lives in ``kiln/transforms/compile/primitive.py`` for the same reason.
 """
 from __future__ import annotations
 

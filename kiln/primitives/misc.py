@@ -15,9 +15,14 @@ class AsType(UnaryElementwise):
     def out_dtype(self, dtype):
         return self.dtype
 
+    fusable = False  # a fused kernel computes in one dtype
+
     @property
     def expr(self):
         return "{0}"  # codegen casts by the node's dtype
+
+    def is_noop(self, inputs, output, shapeless: bool) -> bool:
+        return inputs[0]._dtype is output._dtype
 
     def eval(self, xp, x):
         return x.astype(self.dtype.np)
@@ -40,6 +45,9 @@ class Copy(UnaryElementwise):
 
     expr = "{0}"
 
+    def is_noop(self, inputs, output, shapeless: bool) -> bool:
+        return True  # an identity for values (the traced graph keeps it for grad)
+
     def eval(self, xp, x):
         return x
 
@@ -55,6 +63,9 @@ class StopGradient(UnaryElementwise):
     """The identity for values; blocks gradients (zero cotangents and tangents)."""
 
     expr = "{0}"
+
+    def is_noop(self, inputs, output, shapeless: bool) -> bool:
+        return True  # an identity for values (the traced graph keeps it for grad)
 
     def eval(self, xp, x):
         return x

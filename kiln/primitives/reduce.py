@@ -16,6 +16,9 @@ from kiln.primitives.base import Primitive, Reduction, primitive, to_front
 class Sum(Reduction):
     axes: tuple = ()
     keepdims: bool = False
+    # for compile's fused reductions: how to fold an element into the accumulator, and its start
+    reduce_expr = "({0} + {1})"
+    reduce_init = 0.0
 
     def eval(self, xp, x):
         return xp.sum(x, axis=self.axes, keepdims=self.keepdims, dtype=x.dtype)
@@ -93,6 +96,8 @@ class _Extreme(Reduction):
 class Max(_Extreme):
     axes: tuple = ()
     keepdims: bool = False
+    reduce_expr = "where(({0} > {1}) | ({0} != {0}), {0}, {1})"  # NaN propagates
+    reduce_init = float("-inf")
 
     def eval(self, xp, x):
         return xp.max(x, axis=self.axes, keepdims=self.keepdims)
@@ -102,6 +107,8 @@ class Max(_Extreme):
 class Min(_Extreme):
     axes: tuple = ()
     keepdims: bool = False
+    reduce_expr = "where(({0} < {1}) | ({0} != {0}), {0}, {1})"
+    reduce_init = float("inf")
 
     def eval(self, xp, x):
         return xp.min(x, axis=self.axes, keepdims=self.keepdims)

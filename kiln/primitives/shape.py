@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kiln.primitives.base import ops as mx
 
-from kiln.primitives.base import Primitive, batch_size, primitive, to_front, unbroadcast
+from kiln.primitives.base import Primitive, batch_size, broadcast_shapes, primitive, to_front, unbroadcast
 from kiln.primitives.indexing import Slice, slice_axis as _slice_axis  # noqa: F401
 
 
@@ -28,10 +28,31 @@ class Reshape(Primitive):
     def output_shapes(self, inputs):
         return [self.shape]
 
+    def is_noop(self, inputs, output, shapeless: bool) -> bool:
+        return not shapeless and inputs[0]._shape == output._shape
+
+    def replay_error(self, inputs, shapes):
+        size, want = _size(inputs[0]._shape), _size(shapes[0])
+        if size == want:
+            return None
+        return (f"[compile] Cannot reshape array of size {size} into shape {tuple(shapes[0])}: {{fun}} was "
+                "compiled with shapeless=True but uses a reshape to a shape fixed while tracing. "
+                "Compile it with shapeless=False.")
+
+
+def _size(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
 
 @primitive
 class Transpose(Primitive):
     axes: tuple = ()
+
+    def is_noop(self, inputs, output, shapeless: bool) -> bool:
+        return tuple(self.axes) == tuple(range(len(self.axes)))
 
     def eval(self, xp, x):
         return xp.transpose(x, self.axes)
@@ -76,6 +97,20 @@ class BroadcastTo(Primitive):
 
     def output_shapes(self, inputs):
         return [self.shape]
+
+    def is_noop(self, inputs, output, shapeless: bool) -> bool:
+        return not shapeless and inputs[0]._shape == output._shape
+
+    def replay_error(self, inputs, shapes):
+        want = tuple(shapes[0])
+        try:
+            if broadcast_shapes(inputs[0]._shape, want) == want:
+                return None
+        except ValueError:
+            pass
+        return (f"[compile] Cannot broadcast shape {tuple(inputs[0]._shape)} to {want}: {{fun}} was compiled "
+                "with shapeless=True but broadcasts to a shape fixed while tracing. Compile it with "
+                "shapeless=False.")
 
 
 def _front(inputs, axes, batch):

@@ -3,8 +3,8 @@
 Each class gives ``eval`` with the array namespace ``xp`` and, through
 ``UnaryElementwise``, its derivative ``deriv(x, y)`` built from public ops;
 the family base class turns that into ``vjp``, ``jvp`` and ``vmap``.
-``expr`` is a numexpr template for compile's fused kernels (None where
-numexpr has no matching function).
+``expr`` is a template for compile's fused kernels: NumPy function names and
+Python operators over ``{0}`` (None where no kernel should compute it).
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class Abs(UnaryElementwise):
 
 @primitive
 class Sign(NonDifferentiableUnary):
-    expr = None  # numexpr has no sign()
+    expr = "sign({0})"
 
     def eval(self, xp, x):
         if x.dtype == xp.bool_:
@@ -145,7 +145,7 @@ class Log(UnaryElementwise):
 
 @primitive
 class Log2(UnaryElementwise):
-    expr = None
+    expr = "log2({0})"
 
     def eval(self, xp, x):
         return xp.log2(x)
@@ -439,7 +439,7 @@ def _compute_dtype(xp, x):
 
 @primitive
 class Erf(UnaryElementwise):
-    expr = None
+    expr = "erf({0})"
 
     def eval(self, xp, x):
         c = _compute_dtype(xp, x)
@@ -500,7 +500,7 @@ class Ceil(NonDifferentiableUnary):
 
 @primitive
 class Trunc(NonDifferentiableUnary):
-    expr = None
+    expr = "trunc({0})"
 
     def eval(self, xp, x):
         return xp.trunc(x) if x.dtype.kind == "f" else x
@@ -534,12 +534,16 @@ class IsNan(_Predicate):
 
 @primitive
 class IsInf(_Predicate):
+    expr = "isinf({0})"
+
     def eval(self, xp, x):
         return xp.isinf(x)
 
 
 @primitive
 class IsFinite(_Predicate):
+    expr = "isfinite({0})"
+
     def eval(self, xp, x):
         return xp.isfinite(x)
 
@@ -559,7 +563,7 @@ class IsNegInf(_Predicate):
 
 @primitive
 class LogicalNot(_Predicate):
-    expr = "(~{0})"
+    expr = "(not {0})"
 
     def eval(self, xp, x):
         return xp.logical_not(x)
@@ -567,7 +571,7 @@ class LogicalNot(_Predicate):
 
 @primitive
 class BitwiseInvert(NonDifferentiableUnary):
-    expr = "(~{0})"
+    expr = None  # fused kernels take floats and bools only
 
     def eval(self, xp, x):
         return xp.invert(x)

@@ -18,7 +18,7 @@ from kiln.dtypes import promote_types
 from kiln.graph.array import array
 from kiln.primitives import control_flow as _prims
 from kiln.primitives.control_flow import build_scan, build_switch, build_while
-from kiln.transforms.compile import _Plan
+from kiln.transforms.compile.plan import Plan
 from kiln.transforms.grad import vjp
 from kiln.transforms.jvp import jvp
 from kiln.transforms.tracing import placeholder
@@ -50,7 +50,7 @@ class Body:
             if not isinstance(o, array):  # rules and wrappers return arrays only
                 raise TypeError(f"[{name}] Traced bodies must return arrays, got {type(o).__name__}.")
         self.name = name
-        self.plan = _Plan(phs, len(phs), outs, None, len(outs), [], False, name)
+        self.plan = Plan(phs, len(phs), outs, None, len(outs), [], False, name)
         self.n_in = len(phs)
         self.captured = list(self.plan.captured)
         self.in_shapes = [p._shape for p in phs]
