@@ -164,7 +164,10 @@ def _unflatten_call_rec(it, leaves):
     if head == "T":
         vals = [_unflatten_call_rec(it, leaves) for _ in range(tok[1])]
         cls = tok[2]
-        return tuple(vals) if cls is tuple else cls(*vals)
+        if cls is tuple:
+            return tuple(vals)
+        # namedtuples take their fields as arguments, other tuple subclasses one iterable
+        return cls(*vals) if hasattr(cls, "_fields") else cls(vals)
     if head == "D":
         return {k: _unflatten_call_rec(it, leaves) for k in tok[1]}
     raise AssertionError(tok)
@@ -199,7 +202,9 @@ def _unflatten_out_rec(s, it):
         return [_unflatten_out_rec(v, it) for v in s[1]]
     if head == "T":
         vals = [_unflatten_out_rec(v, it) for v in s[2]]
-        return tuple(vals) if s[1] is tuple else s[1](*vals)
+        if s[1] is tuple:
+            return tuple(vals)
+        return s[1](*vals) if hasattr(s[1], "_fields") else s[1](vals)  # as in _unflatten_call_rec
     return {k: _unflatten_out_rec(v, it) for k, v in s[1]}
 
 
@@ -250,7 +255,8 @@ def _tree_set(tree, path, value):
     if isinstance(tree, tuple):
         vals = list(tree)
         vals[k] = new
-        return tuple(vals) if type(tree) is tuple else type(tree)(*vals)
+        return tuple(vals) if type(tree) is tuple else (
+            type(tree)(*vals) if hasattr(type(tree), "_fields") else type(tree)(vals))
     if tree[k] is not new:
         tree[k] = new
     return tree
@@ -884,6 +890,8 @@ class _CompiledFunction:
         state_phs = [placeholder(a._shape, a._dtype, "compile", a._stream) for _, a in in_paths]
         for (path, _), ph in zip(in_paths, state_phs):
             root = _tree_set(root, path, ph)
+        ph_prims = [p._prim for p in phs]
+        state_prims = [p._prim for p in state_phs]
         try:
             out = self._fun(*args, **kwargs)
             out_arrays: list = []
@@ -896,6 +904,13 @@ class _CompiledFunction:
                         root = _tree_set(root, path, real)
                 except (KeyError, IndexError, TypeError):
                     pass
+        if arrays and _reaches(out_arrays + [a for _, a in out_paths], {id(a) for a in arrays}):
+            # An argument reached through a closure instead of through its parameter: MLX
+            # refuses it (its value would be frozen into the plan while the argument varies).
+            raise ValueError("[compile] Attempting to compile a function with uncaptured inputs is "
+                             "not allowed.")
+        phs = _unrebound(phs, ph_prims)
+        state_phs = _unrebound(state_phs, state_prims)
         plan = _Plan(phs + state_phs, len(phs), out_arrays + [a for _, a in out_paths], out_def,
                      len(out_arrays), [p for p, _ in out_paths], self._shapeless, name)
         if plan.cacheable:
@@ -909,6 +924,49 @@ class _CompiledFunction:
     def clear_cache(self) -> None:
         """Forget every traced plan (the next call traces again)."""
         self._cache.clear()
+
+
+def _reaches(roots, ids: set) -> bool:
+    """Whether ``roots`` or the graph above them holds an array whose id is in ``ids``."""
+    seen: set = set()
+    stack = list(roots)
+    while stack:
+        a = stack.pop()
+        if id(a) in ids:
+            return True
+        for x in a._inputs:
+            if id(x) not in seen:
+                seen.add(id(x))
+                stack.append(x)
+    return False
+
+
+def _unrebound(phs: list, prims: list) -> list:
+    """The placeholders as the traced graph reads them.
+
+    An in-place update of an argument (``x[i] = v``, ``x += y``) rebinds the placeholder object to
+    the updated node; its original content lives on in a clone deeper in the graph, which is
+    then the input the plan must feed.
+    """
+    out = list(phs)
+    for i, (p, prim) in enumerate(zip(phs, prims)):
+        if p._prim is prim:
+            continue
+        seen: set = set()
+        stack = [p]
+        while stack:
+            a = stack.pop()
+            if a._prim is prim:
+                out[i] = a
+                break
+            for x in a._inputs:
+                if id(x) not in seen:
+                    seen.add(id(x))
+                    stack.append(x)
+        else:
+            # The placeholder's value is no longer read at all: any data-less stand-in will do.
+            out[i] = placeholder(p._shape, p._dtype, "compile", p._stream)
+    return out
 
 
 def compile(fun: Optional[Callable] = None, inputs=None, outputs=None, shapeless: bool = False):  # noqa: A001
