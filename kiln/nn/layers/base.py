@@ -228,7 +228,7 @@ class Module(dict):
                 names = [k for k, _ in tree_flatten(local)]
             elif isinstance(names, str):
                 names = [names]
-            if strict:
+            if strict and not recurse:
                 for k in names:
                     if k not in module:
                         raise KeyError(f"Module doesn't contain member {k}.")
@@ -238,7 +238,13 @@ class Module(dict):
                 module._no_grad.difference_update(names)
 
         if recurse:
-            for _, m in self.named_modules():
+            mods = [m for _, m in self.named_modules()]
+            if strict and keys is not None:
+                # Recursively, a key need only be in some module of the tree.
+                for k in [keys] if isinstance(keys, str) else keys:
+                    if not any(k in m for m in mods):
+                        raise KeyError(f"Module doesn't contain member {k}.")
+            for m in mods:
                 apply(m)
         else:
             apply(self)

@@ -1,0 +1,155 @@
+"""grad / value_and_grad argument handling as in MLX: argnums forms, argnames, auxiliary outputs,
+and functions that change their (list, dict, Module) arguments in place; nn.Module.freeze with
+strict keys over a tree.
+
+Each row of CALLS is run on kiln and, where importable, on the real MLX; the results (a nested
+structure of floats, or the exception type) must agree. The NumPy-free checks below the table
+state the expected values directly from the function's derivative.
+"""
+from __future__ import annotations
+
+import pytest
+
+import kiln.core as mx
+import kiln.nn as nn
+
+try:
+    import mlx.core as mlx
+    import mlx.nn as mlx_nn
+except ImportError:
+    mlx = None
+
+needs_mlx = pytest.mark.skipif(mlx is None, reason="real MLX not importable")
+
+
+def _show(v):
+    if isinstance(v, tuple):
+        return tuple(_show(x) for x in v)
+    if isinstance(v, list):
+        return [_show(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _show(x) for k, x in v.items()}
+    if v is None:
+        return None
+    return round(float(v.item()), 6)
+
+
+def _mul(x, y):
+    return x * y
+
+
+# (name, call(m, a, b)) with a = 0.5, b = 2.0
+CALLS = [
+    ("argnums_int", lambda m, a, b: m.grad(_mul, argnums=1)(a, b)),
+    ("argnums_one_tuple", lambda m, a, b: m.grad(_mul, argnums=(0,))(a, b)),
+    ("argnums_one_list", lambda m, a, b: m.grad(_mul, argnums=[0])(a, b)),
+    ("argnums_two", lambda m, a, b: m.grad(_mul, argnums=(0, 1))(a, b)),
+    ("argnames_only", lambda m, a, b: m.grad(_mul, argnums=[], argnames=["y"])(a, y=b)),
+    ("argnames_default", lambda m, a, b: m.grad(_mul, argnames=["y"])(a, y=b)),
+    ("argnums_list_and_names", lambda m, a, b: m.grad(_mul, argnums=[0], argnames=["y"])(a, y=b)),
+    ("positional_by_keyword", lambda m, a, b: m.grad(_mul)(x=a, y=b)),
+    ("argnums_none", lambda m, a, b: m.value_and_grad(_mul, (None, None))),
+    ("argnums_empty", lambda m, a, b: m.value_and_grad(_mul, ())),
+    ("argnums_repeat", lambda m, a, b: m.grad(_mul, argnums=(0, 0))(a, b)),
+    ("grad_of_tuple_output", lambda m, a, b: m.grad(lambda x: (x * 2, x))(a)),
+    ("grad_of_list_output", lambda m, a, b: m.grad(lambda x: [x * 2])(a)),
+    ("value_and_grad_aux", lambda m, a, b: m.value_and_grad(lambda x: (x * b, x))(a)),
+    ("non_scalar_output", lambda m, a, b: m.grad(lambda x: x * 2)(m.ones(2))),
+]
+
+
+def _run(m, call):
+    try:
+        return _show(call(m, m.array(0.5), m.array(2.0)))
+    except Exception as e:  # the exception's type is the outcome being compared
+        return type(e).__name__
+
+
+@pytest.mark.parametrize("name,call", CALLS, ids=[c[0] for c in CALLS])
+@needs_mlx
+def test_grad_argument_forms_match_mlx(name, call):
+    assert _run(mx, call) == _run(mlx, call)
+
+
+def test_grad_argument_forms_without_mlx():
+    got = {name: _run(mx, call) for name, call in CALLS}
+    assert got["argnums_one_tuple"] == 2.0  # d(xy)/dx at y = 2, unwrapped
+    assert got["argnums_two"] == (2.0, 0.5)
+    assert got["argnames_only"] == (None, {"y": 0.5})
+    assert got["argnums_list_and_names"] == (2.0, {"y": 0.5})
+    assert got["argnums_none"] == "TypeError"
+    assert got["argnums_empty"] == "ValueError"
+    assert got["grad_of_tuple_output"] == "ValueError"
+    assert got["value_and_grad_aux"] == ((1.0, 0.5), 2.0)
+
+
+def _inplace_outcomes(m, nnm):
+    out = {}
+    model = [m.array(0.0), m.array(1.0)]
+
+    def set_second(p):
+        p[1] = m.array(2.0)
+        return p[0]
+
+    g = m.grad(set_second)(model)
+    out["list_written"] = (_show(model), _show(g))
+
+    arrs = [m.array(1.0), m.array(1.0), m.array(1.0)]
+    ids = [id(a) for a in arrs]
+
+    def sum_into_second(p):
+        p[1] = sum(p)
+        return p[1]
+
+    m.grad(sum_into_second)(arrs)
+    out["ids_kept"] = [id(a) == i for a, i in zip(arrs, ids)]
+
+    d = {"a": m.array(1.0)}
+    g = m.grad(lambda t: t["a"] * 3)(d)
+    out["dict_untouched"] = (_show(d), _show(g))
+
+    lin = nnm.Linear(3, 3)
+    x = m.ones((3,))
+    g = m.grad(lambda mod: mod(x).sum())(lin)
+    out["module_argument"] = (type(g).__name__, sorted(g), tuple(lin.weight.shape),
+                              type(lin.weight).__name__ == "array")
+    return out
+
+
+def test_inplace_updates_of_arguments_inside_grad():
+    got = _inplace_outcomes(mx, nn)
+    assert got["list_written"] == ([0.0, 2.0], [1.0, 0.0])
+    assert got["ids_kept"] == [True, False, True]
+    assert got["dict_untouched"] == ({"a": 1.0}, {"a": 3.0})
+    assert got["module_argument"] == ("dict", ["bias", "weight"], (3, 3), True)
+
+
+@needs_mlx
+def test_inplace_updates_of_arguments_inside_grad_match_mlx():
+    assert _inplace_outcomes(mx, nn) == _inplace_outcomes(mlx, mlx_nn)
+
+
+FREEZE = [("bias", True), ("bias", False), ("nope", True), (["bias", "nope"], True),
+          (["bias", "nope"], False), ("layers", True), ("layers", False)]
+
+
+def _freeze_outcome(nnm, keys, recurse):
+    m = nnm.Sequential(nnm.Linear(2, 2, bias=False), nnm.Linear(2, 2))
+    try:
+        m.freeze(keys=keys, strict=True, recurse=recurse)
+    except KeyError as e:
+        return f"KeyError {e}"
+    from kiln.utils import tree_flatten
+
+    return sorted(k for k, _ in tree_flatten(dict(m.trainable_parameters())))
+
+
+@pytest.mark.parametrize("keys,recurse", FREEZE)
+def test_freeze_strict_keys(keys, recurse):
+    got = _freeze_outcome(nn, keys, recurse)
+    if keys == "bias" and recurse:
+        assert got == ["layers.0.weight", "layers.1.weight"]
+    elif keys == "nope" or (keys != "layers" and not recurse) or isinstance(keys, list):
+        assert got.startswith("KeyError")
+    if mlx is not None:
+        assert got == _freeze_outcome(mlx_nn, keys, recurse)
