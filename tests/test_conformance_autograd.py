@@ -153,3 +153,36 @@ def test_freeze_strict_keys(keys, recurse):
         assert got.startswith("KeyError")
     if mlx is not None:
         assert got == _freeze_outcome(mlx_nn, keys, recurse)
+
+
+# (name, f): functions with a bool (non-differentiable) output whose JVP tangent must be a
+# float32 zero, as in MLX, so arithmetic on it works
+BOOL_OUTPUTS = [
+    ("greater", lambda m, x: m.greater(x, 0.0)),
+    ("less", lambda m, x: m.less(x, 0.0)),
+    ("equal", lambda m, x: m.equal(x, 2.0)),
+    ("greater_equal", lambda m, x: m.greater_equal(x, 0.0)),
+    ("less_equal", lambda m, x: m.less_equal(x, 0.0)),
+    ("not_equal", lambda m, x: m.not_equal(x, 0.0)),
+    ("isnan", lambda m, x: m.isnan(x)),
+    ("logical_not", lambda m, x: m.logical_not(x > 1)),
+    ("where_of_compare", lambda m, x: m.where(x > 1, x, 0.0)),
+]
+
+
+def _bool_tangent(m, f):
+    x = m.array([1.0, -2.0, 3.0])
+    _, (t,) = m.jvp(lambda a: f(m, a), [x], [m.ones_like(x)])
+    return str(t.dtype).split(".")[-1], t.tolist()
+
+
+@pytest.mark.parametrize("name,f", BOOL_OUTPUTS, ids=[b[0] for b in BOOL_OUTPUTS])
+def test_bool_output_tangent_dtype(name, f):
+    dtype, values = _bool_tangent(mx, f)
+    assert dtype == "float32"
+    if name != "where_of_compare":
+        assert values == [0.0, 0.0, 0.0]
+    else:
+        assert values == [0.0, 0.0, 1.0]
+    if mlx is not None:
+        assert (dtype, values) == _bool_tangent(mlx, f)
