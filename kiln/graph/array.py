@@ -246,8 +246,11 @@ class array:
     def __le__(self, o): return _o.less_equal(self, o)
     def __gt__(self, o): return _o.greater(self, o)
     def __ge__(self, o): return _o.greater_equal(self, o)
-    def __eq__(self, o): return _o.equal(self, o)
-    def __ne__(self, o): return _o.not_equal(self, o)
+    def __eq__(self, o):
+        return _o.equal(self, o) if _comparable(o) else False
+
+    def __ne__(self, o):
+        return _o.not_equal(self, o) if _comparable(o) else True
     def __neg__(self): return _o.negative(self)
     def __pos__(self): return self
     def __abs__(self): return _o.abs(self)
@@ -288,6 +291,19 @@ class array:
             return new
         _rebind.rebind(self, old, new, shared)
         return self
+
+
+def _comparable(o) -> bool:
+    """Whether ``==``/``!=`` compare elementwise with ``o`` (as MLX: arrays, scalars, buffers).
+
+    Other Python objects (strings, lists, dicts, ...) are simply unequal, so ``mask == "causal"``
+    is False; None raises TypeError as in MLX.
+    """
+    if o is None:
+        raise TypeError("__eq__(): incompatible function arguments: cannot compare an array "
+                        "with None.")
+    return isinstance(o, (array, bool, int, float, complex, np.ndarray, np.generic)) or (
+        hasattr(o, "__array__") or hasattr(o, "__dlpack__"))
 
 
 def _rebuild(data, dtype_name):
