@@ -51,6 +51,7 @@ CALLS = [
     ("argnums_none", lambda m, a, b: m.value_and_grad(_mul, (None, None))),
     ("argnums_empty", lambda m, a, b: m.value_and_grad(_mul, ())),
     ("argnums_repeat", lambda m, a, b: m.grad(_mul, argnums=(0, 0))(a, b)),
+    ("argnums_repeat_unbound", lambda m, a, b: m.grad(_mul, argnums=(0, 0))),
     ("grad_of_tuple_output", lambda m, a, b: m.grad(lambda x: (x * 2, x))(a)),
     ("grad_of_list_output", lambda m, a, b: m.grad(lambda x: [x * 2])(a)),
     ("value_and_grad_aux", lambda m, a, b: m.value_and_grad(lambda x: (x * b, x))(a)),

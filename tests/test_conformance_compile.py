@@ -154,3 +154,18 @@ def test_arguments_reached_through_closures_match_mlx():
     got = {name: _outcome(mx, f, a) for name, f, a in _closure_cases(mx)}
     want = {name: _outcome(mlx, f, a) for name, f, a in _closure_cases(mlx)}
     assert got == want
+
+
+def test_compiled_inner_function_closing_over_a_vmap_tracer():
+    x = mx.array(np.array([[-1.0, 2.0], [3.0, -4.0]], np.float32))
+
+    def outer(x):
+        x = mx.abs(x)
+
+        @mx.compile
+        def inner(z):
+            return -mx.exp(x)  # closes over its own argument's tracer
+
+        return inner(x)
+
+    np.testing.assert_allclose(np.array(mx.vmap(outer)(x)), -np.exp(np.abs(np.array(x))), rtol=1e-6)

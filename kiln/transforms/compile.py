@@ -904,9 +904,11 @@ class _CompiledFunction:
                         root = _tree_set(root, path, real)
                 except (KeyError, IndexError, TypeError):
                     pass
-        if arrays and _reaches(out_arrays + [a for _, a in out_paths], {id(a) for a in arrays}):
+        concrete = {id(a) for a in arrays if not _traced(a)}
+        if concrete and _reaches(out_arrays + [a for _, a in out_paths], concrete):
             # An argument reached through a closure instead of through its parameter: MLX
             # refuses it (its value would be frozen into the plan while the argument varies).
+            # Tracers of an enclosing vmap/grad are exempt: the outer transform owns them.
             raise ValueError("[compile] Attempting to compile a function with uncaptured inputs is "
                              "not allowed.")
         phs = _unrebound(phs, ph_prims)
@@ -924,6 +926,21 @@ class _CompiledFunction:
     def clear_cache(self) -> None:
         """Forget every traced plan (the next call traces again)."""
         self._cache.clear()
+
+
+def _traced(a) -> bool:
+    """Whether ``a`` depends on a placeholder (an enclosing transformation's tracer)."""
+    seen: set = set()
+    stack = [a]
+    while stack:
+        x = stack.pop()
+        if isinstance(x._prim, Placeholder):
+            return True
+        for i in x._inputs:
+            if id(i) not in seen:
+                seen.add(id(i))
+                stack.append(i)
+    return False
 
 
 def _reaches(roots, ids: set) -> bool:

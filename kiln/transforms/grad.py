@@ -245,6 +245,8 @@ def _value_and_grad_impl(fun, argnums, argnames, what):
                                 f"{type(a).__name__}.")
         if not argnums and not argnames:
             raise ValueError(f"[{what}] Must specify at least one argument (argnums or argnames).")
+        if len(set(argnums)) != len(argnums):
+            raise ValueError(f"[{what}] Repeat argument index in argnums.")
 
     def call(*args, **kwargs):
         idx, single = _normalize_argnums(argnums, argnames, len(args))
