@@ -187,3 +187,24 @@ def test_bool_output_tangent_dtype(name, f):
         assert values == [0.0, 0.0, 1.0]
     if mlx is not None:
         assert (dtype, values) == _bool_tangent(mlx, f)
+
+
+CUM_TIES = [{}, {"inclusive": False}, {"reverse": True}, {"reverse": True, "inclusive": False}]
+
+
+def _cum_grads(m, kw):
+    a = m.array([3.0, 3.0, 1.0, 5.0, 5.0])
+    return (m.grad(lambda y: m.cummax(y, **kw).sum())(a).tolist(),
+            m.grad(lambda y: m.cummin(y, **kw).sum())(-a).tolist())
+
+
+@pytest.mark.parametrize("kw", CUM_TIES, ids=str)
+def test_cummax_cummin_ties_go_to_the_latest(kw):
+    got = _cum_grads(mx, kw)
+    # each output's gradient lands on the latest (in scan order) element holding the extreme
+    want = {(): [1.0, 2.0, 0.0, 1.0, 1.0], (("inclusive", False),): [1.0, 2.0, 0.0, 1.0, 0.0],
+            (("reverse", True),): [0.0, 0.0, 0.0, 4.0, 1.0],
+            (("inclusive", False), ("reverse", True)): [0.0, 0.0, 0.0, 3.0, 1.0]}[tuple(sorted(kw.items()))]
+    assert got == (want, want)
+    if mlx is not None:
+        assert got == _cum_grads(mlx, kw)
