@@ -95,3 +95,21 @@ def test_equality_with_python_objects(name, other):
 def test_equality_with_none_raises():
     with pytest.raises(TypeError):
         mx.array([1]) == None  # noqa: E711
+
+
+@pytest.mark.parametrize("dims", [0, -2, 3, 5, 4])
+def test_rope_dims_checks(dims):
+    def outcome(m):
+        x = m.ones((1, 2, 4))
+        try:
+            return m.fast.rope(x, dims, traditional=False, base=10000.0, scale=1.0, offset=0).shape
+        except ValueError as e:
+            return str(e)
+
+    got = outcome(mx)
+    if dims == 4:
+        assert got == (1, 2, 4)
+    else:
+        assert got.startswith("[rope] dims must be")
+    if mlx is not None:
+        assert got == outcome(mlx)

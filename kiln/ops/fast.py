@@ -124,6 +124,8 @@ def rope(a, dims: int, *, traditional: bool, base: Optional[float], scale: float
                          f"{a.ndim} dimensions.")
     if not _dt.issubdtype(a.dtype, _dt.floating):
         raise ValueError(f"[rope] Input must be a floating type but got {a.dtype.name}.")
+    if dims <= 0:
+        raise ValueError(f"[rope] dims must be positive but got {dims}.")
     if dims % 2:
         raise ValueError(f"[rope] dims must be even but got {dims}.")
     if dims > a.shape[-1]:
