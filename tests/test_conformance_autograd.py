@@ -208,3 +208,52 @@ def test_cummax_cummin_ties_go_to_the_latest(kw):
     assert got == (want, want)
     if mlx is not None:
         assert got == _cum_grads(mlx, kw)
+
+
+def _custom_rules(m):
+    out = {}
+    my_exp = m.custom_function(m.exp)
+
+    @my_exp.vjp
+    def _v(x, dx, ex):  # one argument: the array itself, as in MLX
+        return m.ones_like(x) * 42
+
+    out["vjp"] = m.grad(my_exp)(m.array(1.0)).item()
+
+    @my_exp.jvp
+    def _j(x, dx):
+        return m.ones_like(x) * 7 * dx
+
+    @my_exp.vmap
+    def _vm(x, axis):
+        return m.ones_like(x) * 3, axis
+
+    out["jvp"] = m.jvp(my_exp, [m.array(1.0)], [m.array(1.0)])[1][0].item()
+    out["vmap"] = m.vmap(my_exp)(m.ones(3)).tolist()
+
+    @m.custom_function
+    def double(params):
+        return {"out": 2 * params["x"] * params["y"]}
+
+    @double.vjp
+    def _dv(primals, cot, outs):
+        return {"x": m.zeros_like(primals["x"]), "y": m.ones_like(primals["y"])}
+
+    g = m.grad(lambda p: double(p)["out"].sum())({"x": m.ones(2), "y": m.ones(2)})
+    out["tree_vjp"] = (g["x"].tolist(), g["y"].tolist())
+
+    @double.jvp
+    def _dj(p, t):
+        return {"out": 2 * p["x"] * t["y"] + 2 * p["y"] * t["x"] + 1}
+
+    out["tree_jvp"] = m.jvp(lambda a, b: double({"x": a, "y": b})["out"],
+                            [m.ones(2), m.ones(2)], [m.ones(2), m.ones(2)])[1][0].tolist()
+    return out
+
+
+def test_custom_function_rule_argument_forms():
+    got = _custom_rules(mx)
+    assert got == {"vjp": 42.0, "jvp": 7.0, "vmap": [3.0, 3.0, 3.0],
+                   "tree_vjp": ([0.0, 0.0], [1.0, 1.0]), "tree_jvp": [5.0, 5.0]}
+    if mlx is not None:
+        assert got == _custom_rules(mlx)
