@@ -51,7 +51,7 @@ def write_markdown(report: dict, path: Path) -> None:
         "# Benchmarks",
         "",
         "kiln against MLX, JAX, PyTorch and plain NumPy on the same workloads, produced by",
-        "`python benchmarks/run.py` (see [benchmarks/README.md](../benchmarks/README.md)).",
+        "`python benchmarks/run.py` (see `benchmarks/README.md` in the repository).",
         "",
         f"- Date: {report['date']}; sizes: **{report['size']}**; device: {'GPU' if report['gpu'] else 'CPU'}",
         f"- CPU: {report['cpu']}, {report['cores']} logical cores; {report['platform']}",
@@ -120,14 +120,17 @@ def _memory_section(report: dict, fws: list[str]) -> list[str]:
         return []
     p = w["params"]
     lines = ["", "## Gradient checkpointing: peak memory", "",
-             f"Gradient of a {p['layers']}-layer tanh MLP (width {p['width']}, batch {p['batch']}), layers",
-             f"checkpointed in segments of {p['segment']}. *alloc*: the framework allocator's peak above",
+             f"Gradient of a {p['layers']}-layer tanh MLP (width {p['width']}, batch {p['batch']}): no",
+             "checkpoint, the whole function checkpointed, and every 4th / 8th layer output kept",
+             "(kiln: `mx.checkpoint(forward, interval=k)`; MLX and JAX: k-layer segments checkpointed;",
+             "PyTorch: `checkpoint_sequential`). *alloc*: the framework allocator's peak above",
              "what was live before (`mx.get_peak_memory`, kiln and MLX only); *rss*: the rise of the",
              "process's peak resident set (VmHWM reset through `/proc/self/clear_refs`; includes allocator",
              "caching and can read 0 when freed memory is reused). MiB.", "",
              "| variant | " + " | ".join(f"{fw} alloc | {fw} rss" for fw in fws if fw != "numpy") + " |",
              "|---|" + "---:|---:|" * len([fw for fw in fws if fw != "numpy"])]
-    for variant in ("no checkpoint", "checkpoint"):
+    variants = list(next(iter(w["results"].values()), {}).get("variants", {})) or ["no checkpoint"]
+    for variant in variants:
         cells = []
         for fw in fws:
             if fw == "numpy":

@@ -230,3 +230,41 @@ def as_dtype(d) -> Dtype:
     if mod.startswith("mlx"):  # an mlx.core.Dtype
         return _BY_NAME[str(d).rsplit(".", 1)[-1]]
     raise TypeError(f"Cannot interpret {d!r} as a kiln dtype.")
+
+
+# ---------------------------------------------------------------- range checks of Python ints
+_INT_RANGE: dict = {}  # numpy dtype -> (min, max)
+
+
+def check_int_fits(value: int, dtype, op: str | None = None) -> None:
+    """Raise ValueError when the Python int ``value`` does not fit in ``dtype`` (a kiln dtype).
+
+    Float, complex and bool dtypes take any int (as MLX and NumPy do).
+    """
+    npdt = dtype.np
+    if npdt.kind not in "iu":
+        return
+    rng = _INT_RANGE.get(npdt)
+    if rng is None:
+        info = np.iinfo(npdt)
+        rng = _INT_RANGE[npdt] = (int(info.min), int(info.max))
+    if not rng[0] <= value <= rng[1]:
+        where = f"[{op}] " if op else ""
+        raise ValueError(f"{where}Converting {value} to {dtype.name} would result in overflow.")
+
+
+def ints_fit(buf: np.ndarray, dtype) -> bool:
+    """Whether integer data ``buf`` holds only values ``dtype`` can represent."""
+    if buf.size == 0 or buf.dtype.kind not in "iu" or dtype.np.kind not in "iu":
+        return True
+    info = np.iinfo(dtype.np)
+    return int(info.min) <= int(buf.min()) and int(buf.max()) <= int(info.max)
+
+
+def check_ints_fit(buf: np.ndarray, dtype, op: str) -> None:
+    """Raise ValueError when integer data ``buf`` (made from Python ints) has values outside ``dtype``."""
+    if buf.size == 0 or buf.dtype.kind not in "iu" or dtype.np.kind not in "iu":
+        return
+    lo, hi = int(buf.min()), int(buf.max())
+    check_int_fits(lo, dtype, op)
+    check_int_fits(hi, dtype, op)

@@ -1,5 +1,7 @@
 """Run an MLX program on kiln: ``python -m kiln.run script.py [args...]``
-or ``python -m kiln.run -m package.module [args...]``.
+or ``python -m kiln.run -m package.module [args...]``;
+``python -m kiln.run -m mlx.launch -n 2 script.py`` starts an MLX program on
+several processes through :mod:`kiln.launch`.
 
 The script sees ``sys.argv`` as if it had been run directly, and its
 ``import mlx.core as mx`` (``mlx.nn``, ``mlx.optimizers``, ``mlx.utils``)
@@ -31,6 +33,9 @@ def main(argv=None) -> int:
         if len(argv) < 2:
             print(USAGE, file=sys.stderr)
             return 2
+        if argv[1] == "mlx.launch":  # MLX's launcher: kiln's, with the programs under the shim
+            from kiln import launch
+            return launch.main(["--mlx", *argv[2:]])
         sys.argv = [argv[1], *argv[2:]]
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
         return 0

@@ -5,6 +5,8 @@ Every name is implemented on a floor below (``kiln/dtypes.py``, ``kiln/device.py
 """
 from __future__ import annotations
 
+import sys as _sys
+
 from kiln.device import (Device, DeviceType, Stream, clear_cache, cpu, default_device,  # noqa: F401
                          default_stream, get_active_memory, get_cache_memory, get_peak_memory,
                          gpu, is_available, new_stream, reset_peak_memory, set_cache_limit,
@@ -21,4 +23,9 @@ from kiln.ops import fast, fft, linalg, random  # noqa: F401
 from kiln.ops.constants import e, euler_gamma, inf, nan, newaxis, pi  # noqa: F401
 from kiln.ops.indexing import _AtIndexer as ArrayAt  # noqa: F401
 from kiln.transforms import *  # noqa: F401,F403
+# nn.Module reports its calls to checkpoint(fun, interval=k) through this (nn sees only kiln.core).
+from kiln.transforms.checkpoint import module_call as _checkpoint_module_call  # noqa: F401
 from kiln.core import cuda, metal  # noqa: F401,E402
+from kiln import distributed  # noqa: F401,E402  (mx.distributed)
+
+_sys.modules[__name__ + ".distributed"] = distributed  # import kiln.core.distributed, as in MLX

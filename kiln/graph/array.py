@@ -17,6 +17,7 @@ from kiln.backend import get_backend
 from kiln.device import current_stream, memory, resolve_stream
 from kiln.graph import rebind as _rebind
 from kiln.graph.eval import eval_arrays
+from kiln.dtypes import check_int_fits, check_ints_fit, ints_fit
 from kiln.graph.printing import format_array
 
 _o = None  # the kiln.core namespace, set by kiln/core/__init__.py (ops live there)
@@ -402,10 +403,8 @@ def _to_buffer(val, dtype):
     if isinstance(val, int):
         if want is None:
             want = _dt.int32 if -(2**31) <= val < 2**31 else _dt.int64
-        try:
-            return np.array(val, dtype=want.np), want
-        except OverflowError:
-            raise ValueError(f"[array] Integer {val} does not fit in {want}.") from None
+        check_int_fits(val, want)
+        return np.array(val, dtype=want.np), want
     if isinstance(val, float):
         dt = want or _dt.float32
         return np.array(val, dtype=dt.np), dt
@@ -418,6 +417,7 @@ def _to_buffer(val, dtype):
         except ValueError:
             raise ValueError("Initialization encountered non-uniform length.") from None
         if arr.dtype == object:
+            _check_huge_ints(val, want)
             raise ValueError("Initialization encountered non-uniform length.")
         if want is not None:
             dt = want
@@ -431,6 +431,8 @@ def _to_buffer(val, dtype):
             dt = _dt.complex64
         else:
             raise TypeError(f"[array] Cannot make an array from a list of {arr.dtype}.")
+        if arr.dtype.kind in "iu" and not ints_fit(arr, dt) and _all_python(val):
+            check_ints_fit(arr, dt, "array")  # NumPy would wrap Python ints silently
         return np.asarray(arr, dtype=dt.np), dt
     if hasattr(val, "__dlpack__") and not hasattr(val, "__array__"):
         return _to_buffer(np.from_dlpack(val), dtype)
@@ -441,6 +443,17 @@ def _to_buffer(val, dtype):
     except TypeError:
         raise TypeError(f"[array] Cannot convert an object of type {type(val).__name__} to an array.") from None
     return _to_buffer(np.asarray(mv), dtype)
+
+
+def _check_huge_ints(val, want) -> None:
+    """A nested list NumPy made an object array of: an int beyond 64 bits overflows."""
+    stack = [val]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif type(v) is int and not -(2**63) <= v < 2**64:
+            check_int_fits(v, want if want is not None and want.np.kind in "iu" else _dt.int64)
 
 
 def _all_python(val) -> bool:

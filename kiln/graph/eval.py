@@ -11,6 +11,7 @@ stay attached: the transformation still needs the graph.
 from __future__ import annotations
 
 import os
+import threading
 
 from kiln.backend import cpu as _cpu
 from kiln.backend import get_backend, multi_device
@@ -92,14 +93,22 @@ def applications(tape):
             yield node, sibs
 
 
+# One evaluation at a time in the process: a thread evaluating a graph that another thread is
+# computing waits for it and then finds the shared nodes computed (each is computed once).
+# Walking a tape while another thread detaches its nodes is what is not safe. Re-entrant, so a
+# primitive or callback that evaluates during an evaluation does not deadlock its own thread.
+_EVAL_LOCK = threading.RLock()
+
+
 def eval_arrays(outputs) -> None:
     """Compute the buffers of ``outputs`` (a list of arrays)."""
-    tape = toposort(outputs, pending=True)
-    if not tape:
-        return
-    # Like MLX, log(0) and 0/0 give inf/nan silently (NumPy would warn).
-    with _cpu.quiet():
-        _run(tape)
+    with _EVAL_LOCK:
+        tape = toposort(outputs, pending=True)
+        if not tape:
+            return
+        # Like MLX, log(0) and 0/0 give inf/nan silently (NumPy would warn).
+        with _cpu.quiet():
+            _run(tape)
 
 
 def _run(tape) -> None:

@@ -26,6 +26,8 @@ def value_and_grad(model: Module, fn: Callable):
         ``g(*args, **kwargs) -> (value, grads)``, ``grads`` shaped like
         ``model.trainable_parameters()``.
     """
+    if not callable(fn):
+        raise TypeError(f"[value_and_grad] The function to transform must be callable, got {type(fn).__name__}.")
 
     def inner(params, *args, **kwargs):
         model.update(params)
@@ -68,48 +70,60 @@ def checkpoint(module: Module, fn: Callable = None):
 
 
 def average_gradients(gradients, group=None, all_reduce_size: int = 32 * 1024**2,
-                      communication_type=None, communication_stream=None):
+                      communication_stream=None, *, communication_type=None):
     """Average ``gradients`` over the processes of a distributed group.
 
-    With a single process (the usual case without ``mpirun``) the gradients
-    are returned unchanged.
+    Small arrays are packed together so that each all-reduce moves about
+    ``all_reduce_size`` bytes: consecutive arrays of one dtype (in the tree's
+    flattening order) join a bucket until it holds at least that many bytes;
+    a bucket of one array is reduced as it is, a larger one is flattened,
+    concatenated, reduced once and split back. With one process the
+    gradients are returned unchanged.
 
     Args:
-        gradients: a tree of arrays.
+        gradients: a tree of arrays (the same structure on every process).
         group: the distributed group (default: the global group).
-        all_reduce_size: bytes per fused all-reduce (0 disables fusing).
-        communication_type: optional dtype to communicate in.
-        communication_stream: unused; kept for API compatibility.
+        all_reduce_size: bytes per bucket; ``<= 0`` reduces each array alone.
+        communication_stream: the stream the reductions run on.
+        communication_type: dtype to communicate in (a kiln extension;
+            results are cast back).
 
     Returns:
-        The averaged gradients.
+        The averaged gradients, in the same tree structure.
     """
-    distributed = getattr(mx, "distributed", None)
-    if distributed is None:
-        return gradients
-    group = group or distributed.init()
+    group = group or mx.distributed.init()
     n = group.size()
     if n == 1:
         return gradients
 
     def average(x):
-        dt = x.dtype
         y = x.astype(communication_type) if communication_type is not None else x
-        return (distributed.all_sum(y, group=group) / n).astype(dt)
+        return (mx.distributed.all_sum(y, group=group, stream=communication_stream) / n).astype(x.dtype)
 
     if all_reduce_size <= 0:
         return tree_map(average, gradients)
-    # Fuse into one flat buffer per call to cut latency.
     flat = tree_flatten(gradients)
     if not flat:
         return gradients
-    keys, values = zip(*flat)
-    shapes = [v.shape for v in values]
-    sizes = [v.size for v in values]
-    big = mx.concatenate([v.reshape(-1) for v in values])
-    big = average(big)
-    parts = mx.split(big, list(_cumsum(sizes)[:-1]))
-    return tree_unflatten([(k, p.reshape(s)) for k, p, s in zip(keys, parts, shapes)])
+    buckets, current, size = [], [], 0
+    for key, value in flat:
+        if current and (size >= all_reduce_size or value.dtype != current[0][1].dtype):
+            buckets.append(current)
+            current, size = [], 0
+        current.append((key, value))
+        size += value.nbytes
+    buckets.append(current)
+    out = []
+    for bucket in buckets:
+        if len(bucket) == 1:
+            key, value = bucket[0]
+            out.append((key, average(value)))
+            continue
+        keys, values = zip(*bucket)
+        big = average(mx.concatenate([v.reshape(-1) for v in values]))
+        parts = mx.split(big, _cumsum([v.size for v in values])[:-1])
+        out.extend((k, p.reshape(v.shape)) for k, p, v in zip(keys, parts, values))
+    return tree_unflatten(out)
 
 
 def _cumsum(xs):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from kiln import dtypes as _dt
+from kiln.ops.checks import int_tuple
 from kiln.backend import get_backend
 from kiln.graph.array import _leaf, _make, array
 from kiln.ops.normalize import as_array, get_stream
@@ -22,9 +23,7 @@ __all__ = [
 
 # ================================================================ creation
 def _shape_arg(shape, op):
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, op)
     for s in shape:
         if s < 0:
             raise ValueError(f"[{op}] Negative dimensions not allowed.")
@@ -56,6 +55,9 @@ def full(shape, vals, dtype=None, *, stream=None) -> array:
         The filled array.
     """
     shape = _shape_arg(shape, "full")
+    if dtype is not None and not isinstance(vals, array):
+        # Python values convert straight to ``dtype``, range-checked (no wrap-around).
+        vals = as_array(vals, _dt.as_dtype(dtype))
     v = as_array(vals)
     if dtype is not None:
         v = _ew.astype(v, _dt.as_dtype(dtype))

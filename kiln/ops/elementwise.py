@@ -46,8 +46,9 @@ def _st(a, stream):
 # ---------------------------------------------------------------- casts
 def astype(a, dtype, stream=None) -> array:
     """``a`` cast to ``dtype``."""
-    a = as_array(a)
     dtype = _dt.as_dtype(dtype)
+    # A Python value converts straight to ``dtype`` (range-checked), not through int32/64.
+    a = as_array(a, dtype) if isinstance(a, (bool, int, float, complex)) else as_array(a)
     if a._dtype is dtype:
         return a
     return _make(a._shape, dtype, M.AsType(dtype), (a,), _st(a, stream))

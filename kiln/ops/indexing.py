@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from kiln import dtypes as _dt
+from kiln.ops.checks import int_tuple
 from kiln.ops.normalize import as_array, scalar, shape_str
 from kiln.graph.array import _make, array
 from kiln.graph.eval import toposort
@@ -622,7 +623,7 @@ def slice(a, /, start_indices, axes, slice_size, *, stream=None) -> array:
     """
     a = as_array(a)
     start, axes = _slice_starts(a, start_indices, axes, "slice")
-    size = tuple(int(s) for s in slice_size)
+    size = int_tuple(slice_size, "slice", "slice_size")
     if len(size) != a.ndim:
         raise ValueError(f"[slice] Invalid slice size for array with {a.ndim} dimensions.")
     if any(s < 0 or s > d for s, d in zip(size, a.shape)):

@@ -26,6 +26,7 @@ import numpy as np
 
 from kiln import dtypes as _dt
 from kiln.graph.array import array
+from kiln.ops import file_checks as _fc
 
 __all__ = ["save", "savez", "savez_compressed", "save_safetensors", "save_gguf", "load"]
 
@@ -163,26 +164,29 @@ def savez_compressed(file, *args, **kwargs) -> None:
     _savez(file, args, kwargs, True, "savez_compressed")
 
 
-def _read_npy(f, name: str) -> array:
-    try:
-        buf = np.lib.format.read_array(f, allow_pickle=False)
-    except Exception as e:
-        raise RuntimeError(f"[load] Invalid or truncated .npy file {name}: {e}") from None
+def _read_npy(f, name: str, size: Optional[int] = None) -> array:
+    # The header is checked against the ``size`` bytes really there before any allocation.
+    buf = _fc.read_npy(f, name, size if size is not None else _fc.remaining(f))
     return _to_kiln(buf, name, "load")
 
 
 def _load_npz(f, name: str) -> dict:
+    archive_size = _fc.remaining(f)  # before ZipFile moves the position
     try:
         zf = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise ValueError(f"[load_npz] {name} is not a valid .npz (zip) file: {e}") from None
     out = {}
     with zf:
-        for member in zf.namelist():
+        for info in zf.infolist():
+            member = info.filename
             key = member[:-4] if member.endswith(".npy") else member
+            _fc.check_npz_member(info, archive_size, name)
+            if key in out:
+                raise RuntimeError(f"[load_npz] Invalid file {name}: member {member!r} appears twice.")
             try:
-                with zf.open(member) as m:
-                    out[key] = _read_npy(m, f"{name}:{member}")
+                with zf.open(info) as m:
+                    out[key] = _read_npy(m, f"{name}:{member}", info.file_size)
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
                 raise RuntimeError(f"[load_npz] Corrupt member {member} in {name}: {e}") from None
     return out
@@ -240,33 +244,13 @@ def save_safetensors(file, arrays: dict, metadata: Optional[dict] = None) -> Non
 def _load_safetensors(f, name: str):
     where = "load_safetensors"
     raw = f.read()
-    if len(raw) < 8:
-        raise RuntimeError(f"[{where}] File {name} is too short to be a safetensors file.")
-    n = struct.unpack("<Q", raw[:8])[0]
-    if 8 + n > len(raw):
-        raise RuntimeError(f"[{where}] The JSON header of {name} is {n} bytes long but the file "
-                           f"is only {len(raw)} bytes. Perhaps an incomplete download or corrupt file?")
-    try:
-        header = json.loads(raw[8:8 + n].decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError("the header is not a JSON object")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise RuntimeError(f"[{where}] Invalid JSON header in {name}: {e}") from None
-    metadata = header.pop("__metadata__", None) or {}
-    body = memoryview(raw)[8 + n:]
+    # Every field is checked against the file before anything is allocated from it.
+    entries, metadata, data_start = _fc.safetensors_header(
+        raw, name, {k: d.size for k, d in _ST_DTYPES.items()})
+    body = memoryview(raw)[data_start:]
     out = {}
-    for k, info in header.items():
-        try:
-            dtype = _ST_DTYPES[info["dtype"]]
-            shape = tuple(int(s) for s in info["shape"])
-            start, end = (int(v) for v in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise RuntimeError(f"[{where}] Invalid entry for tensor {k!r} in {name}: {info!r}") from None
-        size = int(np.prod(shape, dtype=np.int64)) * dtype.size
-        if start < 0 or end - start != size or end > len(body):
-            raise RuntimeError(f"[{where}] Tensor {k!r} in {name} has data offsets "
-                               f"[{start}, {end}] that do not fit its shape or the file "
-                               f"({len(body)} data bytes). The file may be truncated or corrupt.")
+    for k, (tag, shape, start, end) in entries.items():
+        dtype = _ST_DTYPES[tag]
         buf = np.frombuffer(body[start:end], dtype=np.dtype(dtype.np).newbyteorder("<"))
         out[k] = _to_kiln(buf.reshape(shape), name, where)
     return out, dict(metadata)
@@ -358,65 +342,47 @@ def save_gguf(file, arrays: dict, metadata: Optional[dict] = None) -> None:
             f.write(c)
 
 
-def _gguf_field_value(field, gguf):
-    """A metadata field of ``gguf.GGUFReader`` as MLX returns it."""
-    vt = gguf.GGUFValueType
-    types = field.types
-    parts = [field.parts[i] for i in field.data]
-    if types[0] == vt.STRING:
-        return bytes(parts[0]).decode("utf-8")
-    if types[0] == vt.ARRAY:
-        if len(types) > 1 and types[1] == vt.STRING:
-            return [bytes(p).decode("utf-8") for p in parts]
-        if not parts:
-            return array(np.zeros((0,), np.float32))
-        vals = np.concatenate([np.asarray(p).reshape(-1) for p in parts])
-        if len(types) > 1 and types[1] == vt.BOOL:
-            vals = vals.astype(bool)
-        return array(vals.astype(vals.dtype.newbyteorder("=")))
-    v = np.asarray(parts[0]).reshape(())
-    if types[0] == vt.BOOL:
-        v = v.astype(bool)
-    return array(v.astype(v.dtype.newbyteorder("=")))
+def _gguf_sizes(gtype: int):
+    """(elements, bytes) of one block of GGML tensor type ``gtype``; None if unknown."""
+    if gtype in _DTYPE_OF_GT:
+        return 1, _DTYPE_OF_GT[gtype].size
+    try:
+        import gguf
+
+        return tuple(gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(gtype)])
+    except (ImportError, ValueError, KeyError):
+        return None
 
 
 def _load_gguf(path: str, name: str):
     where = "load_gguf"
-    try:
-        import gguf
-    except ImportError:
-        raise ImportError("[load_gguf] Loading .gguf files needs the optional 'gguf' package "
-                          "(pip install gguf).") from None
-    try:
-        reader = gguf.GGUFReader(path)
-    except Exception as e:
-        raise RuntimeError(f"[{where}] Failed to read {name}: invalid or truncated GGUF file "
-                           f"({type(e).__name__}: {e}).") from None
+    with open(path, "rb") as f:
+        raw = f.read()
+    # The header is parsed here with every count, length and offset checked against the file
+    # (the gguf package's reader trusts them); gguf only dequantizes checked blocks.
+    tensors, metadata = _fc.parse_gguf(raw, name, _gguf_sizes)
     arrays = {}
-    for t in reader.tensors:
-        shape = tuple(int(d) for d in reversed(list(t.shape)))
-        gt = int(t.tensor_type)
-        try:
-            if gt in _DTYPE_OF_GT:
-                dtype = _DTYPE_OF_GT[gt]
-                buf = np.asarray(t.data).view(np.uint8).reshape(-1).view(
-                    np.dtype(dtype.np).newbyteorder("<"))
-                buf = buf.reshape(shape)
-            else:
-                # Quantized tensors are dequantized to float16 (as MLX does for
-                # the types it cannot keep).
+    for tname, shape, gt, offset, nbytes in tensors:
+        data = np.frombuffer(raw, dtype=np.uint8, count=nbytes, offset=offset)
+        if gt in _DTYPE_OF_GT:
+            dtype = _DTYPE_OF_GT[gt]
+            buf = data.view(np.dtype(dtype.np).newbyteorder("<")).reshape(shape)
+        else:
+            try:
+                import gguf
                 from gguf.quants import dequantize
-
-                buf = dequantize(np.asarray(t.data), t.tensor_type).astype(np.float16)
-                buf = buf.reshape(shape)
-        except Exception as e:
-            raise RuntimeError(f"[{where}] Cannot read tensor {t.name!r} of {name}: {e}") from None
-        arrays[t.name] = _to_kiln(np.array(buf), name, where)
-    metadata = {}
-    for k, field in reader.fields.items():
-        if k.startswith("GGUF."):  # the reader's own header entries
-            continue
-        metadata[k] = _gguf_field_value(field, gguf)
+            except ImportError:
+                raise ImportError(f"[{where}] Tensor {tname!r} of {name} is quantized; dequantizing it needs "
+                                  "the optional 'gguf' package (pip install gguf).") from None
+            # Quantized tensors are dequantized to float16 (as MLX does for the types it cannot keep).
+            row = shape[-1] if shape else 1
+            block, block_bytes = _gguf_sizes(gt)
+            rows = data.reshape(-1, row // block * block_bytes) if nbytes else data.reshape(0, 1)
+            try:
+                buf = dequantize(rows, gguf.GGMLQuantizationType(gt)).astype(np.float16).reshape(shape)
+            except Exception as e:  # noqa: BLE001 - the dequantizer's own checks
+                raise RuntimeError(f"[{where}] Cannot dequantize tensor {tname!r} of {name}: {e}") from None
+        arrays[tname] = _to_kiln(np.array(buf), name, where)
     return arrays, metadata
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from kiln import dtypes as _dt
 from kiln.graph.array import _leaf, array
 from kiln.device import current_stream, resolve_stream
+from kiln.dtypes import check_int_fits
 
 _scalar_cache: dict = {}
 
@@ -21,7 +22,10 @@ def scalar(value, dtype) -> array:
     key = (type(value), value, dtype)
     a = _scalar_cache.get(key)
     if a is None:
-        a = _leaf(np.array(value, dtype=dtype.np), dtype)
+        if type(value) is int:
+            check_int_fits(value, dtype)  # as MLX: no silent wrap-around
+        with np.errstate(over="ignore"):  # floats saturate to inf silently, as in MLX
+            a = _leaf(np.array(value, dtype=dtype.np), dtype)
         a._nb = 0  # cached constants are not user memory
         if len(_scalar_cache) < 4096:
             _scalar_cache[key] = a

@@ -22,6 +22,7 @@ import ml_dtypes
 import numpy as np
 
 from kiln import dtypes as _dt
+from kiln.ops.checks import int_tuple
 from kiln.ops.normalize import as_array, get_stream, norm_axis, shape_str
 from kiln.graph.array import _make, array
 from kiln.primitives.base import broadcast_shapes
@@ -100,9 +101,7 @@ def _get_key(k, op: str = "bits") -> array:
 
 
 def _check_shape(shape, op: str) -> tuple:
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, op)
     if any(s < 0 for s in shape):
         raise ValueError(f"[{op}] Negative dimensions not allowed.")
     return shape

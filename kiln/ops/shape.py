@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from kiln import dtypes as _dt
+from kiln.ops.checks import int_tuple
 from kiln.ops.normalize import as_array, get_stream, norm_axis, shape_str
 from kiln.graph.array import _leaf, _make, array
 from kiln.primitives import shape as S
@@ -54,9 +55,7 @@ def _prod(shape) -> int:
 def reshape(a, /, shape, *, stream=None) -> array:
     """``a`` with a new shape of the same size (one dimension may be -1)."""
     a = as_array(a)
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, "reshape")
     size = a.size
     infer = shape.index(-1) if -1 in shape else None
     if -1 in shape:
@@ -99,7 +98,7 @@ def unflatten(a, /, axis: int, shape, *, stream=None) -> array:
     if axis < -nd or axis >= nd:
         raise IndexError(f"[unflatten] Invalid axes {axis} for array with {nd} dimensions.")
     ax = axis % nd
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, "unflatten")
     n = a._shape[ax]
     if shape.count(-1) > 1:
         raise ValueError("[Unflatten] Can only infer one dimension.")
@@ -215,7 +214,7 @@ def broadcast_shapes(*shapes) -> tuple:
 def broadcast_to(a, /, shape, *, stream=None) -> array:
     """Broadcast ``a`` (an array or scalar) to ``shape``."""
     a = as_array(a)
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple(shape, "broadcast_to")
     if shape == a._shape:
         return a
     if any(s < 0 for s in shape):
@@ -358,7 +357,7 @@ def split(a, /, indices_or_sections, axis: int = 0, *, stream=None) -> list:
 def tile(a, reps, /, *, stream=None) -> array:
     """Repeat the whole of ``a`` ``reps`` times along each axis."""
     a = as_array(a)
-    reps = (int(reps),) if isinstance(reps, (int, np.integer)) else tuple(int(r) for r in reps)
+    reps = int_tuple(reps, "tile", "reps")
     if any(r < 0 for r in reps):
         raise ValueError("[broadcast_to] Negative dimensions not allowed.")
     nd = max(a.ndim, len(reps))
@@ -653,7 +652,7 @@ def as_strided(a, /, shape=None, strides=None, offset: int = 0, *, stream=None) 
         A new array with the viewed elements.
     """
     a = as_array(a)
-    shape = a._shape if shape is None else tuple(int(s) for s in shape)
+    shape = a._shape if shape is None else int_tuple(shape, "as_strided")
     if strides is None:
         strides, acc = [], 1
         for s in reversed(shape):

@@ -14,6 +14,7 @@ from typing import Callable
 from kiln.graph.array import _make_multi, array
 from kiln.primitives.control import CustomTransforms, Depends
 from kiln._tree import flatten
+from kiln.transforms._checks import require_callable
 from kiln.transforms.grad import vjp
 from kiln.transforms.jvp import jvp
 from kiln.transforms.vmap import vmap
@@ -143,6 +144,7 @@ class custom_function:
     """
 
     def __init__(self, fun: Callable):
+        require_callable(fun, "custom_function")
         self.fun = fun
         self._vjp = None
         self._jvp = None
@@ -176,12 +178,29 @@ class custom_function:
         return out_unflatten(nodes)
 
 
-def checkpoint(fun: Callable) -> Callable:
+def checkpoint(fun: Callable, interval=None) -> Callable:
     """Recompute ``fun``'s forward pass during the backward pass instead of storing it.
 
     Lowers peak memory of gradients through ``fun``; composes with ``vmap``
     and forward mode.
+
+    Args:
+        fun: the function to checkpoint.
+        interval: ``None`` (recompute the whole function, as MLX does) or a
+            positive int k: keep the outputs of every k-th top-level
+            ``nn.Module`` call ``fun`` makes and recompute the segments
+            between them (see ``kiln.transforms.checkpoint``).
+
+    Returns:
+        A function with ``fun``'s signature.
     """
+    require_callable(fun, "checkpoint")
+    if interval is not None:
+        # checkpoint.py builds on this module, so it is imported when first needed.
+        from kiln.transforms.checkpoint import checkpoint_every
+
+        return checkpoint_every(fun, interval)
+
     cf = custom_function(fun)
 
     def ckpt_vjp(primals, cotangents, outputs):
@@ -195,7 +214,9 @@ def checkpoint(fun: Callable) -> Callable:
             return flatten(fun(*unf(list(lv))), "checkpoint")[0]
 
         _, g = vjp(plain, tied, cots)
-        return tuple(unf(g))
+        # All cotangents leave together, so eval cannot postpone one (and the recomputed
+        # activations it reads) past the rest of the backward pass.
+        return tuple(unf(depends(g, g)))
 
     cf._vjp = ckpt_vjp  # an internal rule: it takes the primals tuple as it is
     functools.update_wrapper(cf, fun)

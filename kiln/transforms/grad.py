@@ -14,6 +14,7 @@ from kiln.graph.array import _make, array
 from kiln.graph.eval import toposort
 from kiln.primitives.misc import Copy, StopGradient
 from kiln._tree import flatten
+from kiln.transforms._checks import require_callable
 from kiln.transforms.tracing import keep_graph
 from kiln.transforms.vmap import vmap
 
@@ -171,6 +172,7 @@ def vjp(fun: Callable, primals: Sequence, cotangents: Sequence):
     Returns:
         ``(outputs, vjps)``: lists of arrays.
     """
+    require_callable(fun, "vjp")
     primals = [p if isinstance(p, array) else array(p) for p in primals]
     outs, _, vjps = vjp_arrays(fun, list(primals), list(cotangents))
     return outs, vjps
@@ -234,6 +236,7 @@ def _ungraft(undo: list) -> None:
 
 
 def _value_and_grad_impl(fun, argnums, argnames, what):
+    require_callable(fun, what)
     if isinstance(argnames, str):
         argnames = [argnames]
     argnames = list(argnames)
@@ -327,6 +330,8 @@ def jacrev(fun: Callable, argnums=0):
 
     The result has shape ``out.shape + arg.shape`` for each differentiated argument.
     """
+    require_callable(fun, "jacrev")
+
     def jac(*args):
         idx = [argnums] if isinstance(argnums, int) else list(argnums)
         prim = [args[i] for i in idx]

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 from kiln.graph.array import array
 from kiln.graph.eval import applications
 from kiln.transforms.grad import _as_output_list, active_tape, conform, make_tracers
+from kiln.transforms._checks import require_callable
 from kiln.transforms.tracing import keep_graph
 from kiln.transforms.grad import grad
 from kiln.transforms.vmap import vmap
@@ -70,6 +71,7 @@ def jvp(fun: Callable, primals: Sequence, tangents: Sequence):
     Returns:
         ``(outputs, jvps)``: lists of arrays.
     """
+    require_callable(fun, "jvp")
     if len(primals) != len(tangents):
         raise ValueError(f"[jvp] Number of inputs ({len(primals)}) does not match number of tangents "
                          f"({len(tangents)}).")
@@ -83,6 +85,8 @@ def jacfwd(fun: Callable, argnums=0):
 
     The result has shape ``out.shape + arg.shape`` for each differentiated argument.
     """
+    require_callable(fun, "jacfwd")
+
     def jac(*args):
         idx = [argnums] if isinstance(argnums, int) else list(argnums)
         res = []

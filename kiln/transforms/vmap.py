@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from kiln.graph.array import array
+from kiln.graph.array import _make, _make_multi, array
 from kiln.graph.eval import applications, toposort
 from kiln._tree import broadcast_prefix as _broadcast_prefix
 from kiln._tree import flatten
 from kiln.ops.normalize import shape_str as _shape_str
+from kiln.transforms._checks import require_callable
 from kiln.transforms.tracing import keep_graph, placeholder
 
 import kiln.ops as mx
@@ -25,6 +26,7 @@ def vmap(fun: Callable, in_axes=0, out_axes=0) -> Callable:
     Returns:
         The vectorised function. Keyword arguments pass through unmapped.
     """
+    require_callable(fun, "vmap")
 
     def wrapped(*args, **kwargs):
         axes_prefix = in_axes
@@ -67,6 +69,11 @@ def vmap(fun: Callable, in_axes=0, out_axes=0) -> Callable:
         with keep_graph():
             out = fun(*unflatten(trace_leaves), **kwargs)
         out_leaves, out_unflatten = flatten(out, "vmap", strict=False)
+        for leaf in out_leaves:
+            if not isinstance(leaf, array):
+                # MLX refuses these too; passing them through would hide an unbatched result.
+                raise ValueError(f"[vmap] The function must return arrays or trees of arrays, "
+                                 f"got {type(leaf).__name__} {leaf!r:.40}.")
         arrays = [o for o in out_leaves if isinstance(o, array)]
         results = replay(arrays, mapped)
         oa = out_axes
@@ -125,7 +132,17 @@ def replay(outputs, mapped: dict):
             else:
                 new_inputs.append(m[0])
                 axes.append(m[1])
-        outs, out_axes = node._prim.vmap(new_inputs, axes)
+        if all(a is None for a in axes):
+            # Inputs a rule returned unbatched (e.g. Depends): the node is unbatched too,
+            # rebuilt on the new inputs without calling a rule that expects a batch axis.
+            if node._sibs is None:
+                outs = [_make(node._shape, node._dtype, node._prim, tuple(new_inputs), node._stream)]
+            else:
+                outs = _make_multi([s._shape for s in group], [s._dtype for s in group], node._prim,
+                                   tuple(new_inputs), node._stream)
+            out_axes = [None] * len(outs)
+        else:
+            outs, out_axes = node._prim.vmap(new_inputs, axes)
         for s, o, a in zip(group, outs, out_axes):
             mapped[id(s)] = (o, a)
     return [mapped.get(id(o), (o, None)) for o in outputs]

@@ -4,6 +4,10 @@ from kiln.nn.layers.base import Module  # noqa: F401
 from kiln.nn.layers.containers import Sequential  # noqa: F401
 from kiln.nn.layers.convolution import (Conv1d, Conv2d, Conv3d, ConvTranspose1d,  # noqa: F401
                                         ConvTranspose2d, ConvTranspose3d)
+from kiln.nn.layers.distributed import (AllToShardedLinear, FullyShardedModule,  # noqa: F401
+                                        QuantizedAllToShardedLinear,
+                                        QuantizedShardedToAllLinear, ShardedToAllLinear,
+                                        fully_shard, shard_inplace, shard_linear)
 from kiln.nn.layers.dropout import Dropout, Dropout2d, Dropout3d  # noqa: F401
 from kiln.nn.layers.embedding import Embedding  # noqa: F401
 from kiln.nn.layers.linear import Bilinear, Identity, Linear  # noqa: F401

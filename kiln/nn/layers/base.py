@@ -33,6 +33,12 @@ class Module(dict):
         self._no_grad = set()
         self._training = True
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Report top-level calls to mx.checkpoint(fun, interval=k) while one records (a no-op otherwise).
+        if "__call__" in cls.__dict__:
+            cls.__call__ = mx._checkpoint_module_call(cls.__dict__["__call__"])
+
     # -- attribute access ---------------------------------------------------
     @property
     def training(self) -> bool:
