@@ -257,3 +257,36 @@ def test_custom_function_rule_argument_forms():
                    "tree_vjp": ([0.0, 0.0], [1.0, 1.0]), "tree_jvp": [5.0, 5.0]}
     if mlx is not None:
         assert got == _custom_rules(mlx)
+
+
+def _inplace_rules(m):
+    def scatter_const(x, idx):
+        x[idx] = 2.0
+        return x.sum()
+
+    def slice_neg_step(a, b):
+        a[4:-5:-2] = b
+        return a
+
+    def add_in_place(a):
+        a += 3 * a
+        return a.sum()
+
+    out = {"scatter": m.grad(scatter_const)(m.array([1.0, 2.0, 3.0, 4.0]), m.array([1, 3])).tolist()}
+    cot = m.array([1.0, 2.0, 3.0, 4.0])
+    _, (ga, gb) = m.vjp(slice_neg_step, (m.ones((4,)), m.zeros((2,))), (cot,))
+    out["slice_vjp"] = (ga.tolist(), gb.tolist())
+    _, (t,) = m.jvp(slice_neg_step, (m.ones((4,)), m.zeros((2,))), (m.ones((4,)), m.full((2,), 5.0)))
+    out["slice_jvp"] = t.tolist()
+    out["add_in_place"] = m.grad(add_in_place)(m.ones((3,))).tolist()
+    return out
+
+
+def test_in_place_updates_of_differentiated_arguments():
+    got = _inplace_rules(mx)
+    assert got["scatter"] == [1.0, 0.0, 1.0, 0.0]  # overwritten slots get no gradient
+    assert got["slice_vjp"] == ([1.0, 0.0, 3.0, 0.0], [4.0, 2.0])
+    assert got["slice_jvp"] == [1.0, 5.0, 1.0, 5.0]
+    assert got["add_in_place"] == [4.0, 4.0, 4.0]
+    if mlx is not None:
+        assert got == _inplace_rules(mlx)

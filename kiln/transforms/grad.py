@@ -31,6 +31,31 @@ def make_tracers(primals):
     return [_make(p._shape, p._dtype, _COPY, (p,), p._stream) for p in primals]
 
 
+def rebound_tracers(tracers, primals):
+    """The tracers as the traced graph reads them.
+
+    An in-place update of an argument inside the function (``x[i] = v``) rebinds the tracer
+    object to the updated node; the tracer's own content lives on in a clone deeper in the
+    graph, and that clone is the one whose cotangent/tangent belongs to the primal.
+    """
+    out = list(tracers)
+    for i, (t, p) in enumerate(zip(tracers, primals)):
+        if t._prim is _COPY and t._inputs and t._inputs[0] is p:
+            continue
+        seen: set = set()
+        stack = [t]
+        while stack:
+            a = stack.pop()
+            if a._prim is _COPY and a._inputs and a._inputs[0] is p:
+                out[i] = a
+                break
+            for x in a._inputs:
+                if id(x) not in seen:
+                    seen.add(id(x))
+                    stack.append(x)
+    return out
+
+
 def active_tape(outputs, tracer_ids):
     """Nodes between the tracers and ``outputs`` in topological order, and the set of their ids."""
     order = toposort(outputs)
@@ -146,6 +171,7 @@ def vjp_arrays(fun, primals: list, cotangents=None, *, is_grad: bool = False, wh
                     f"[vjp] Output shape {_shape_str(o._shape)} does not match cotangent shape "
                     f"{_shape_str(c._shape)}. If you are using grad your function must return a scalar."
                 )
+    tracers = rebound_tracers(tracers, primals)
     ids = [id(t) for t in tracers]
     tape, active = active_tape(outs, ids)
     seeds: dict = {}

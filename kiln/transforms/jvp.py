@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 from kiln.graph.array import array
 from kiln.graph.eval import applications
-from kiln.transforms.grad import _as_output_list, active_tape, conform, make_tracers
+from kiln.transforms.grad import _as_output_list, active_tape, conform, make_tracers, rebound_tracers
 from kiln.transforms._checks import require_callable
 from kiln.transforms.tracing import keep_graph
 from kiln.transforms.grad import grad
@@ -46,6 +46,7 @@ def jvp_arrays(fun, primals: list, tangents: list, what: str = "jvp"):
     with keep_graph():
         raw = fun(*tracers)
     outs, _ = _as_output_list(raw, what)
+    tracers = rebound_tracers(tracers, primals)
     tape, _ = active_tape(outs, [id(t) for t in tracers])
     tans = {id(tr): (t if t._dtype is tr._dtype else mx.astype(t, tr._dtype)) for tr, t in zip(tracers, tangents)}
     tans = forward(tape, tans)
