@@ -123,3 +123,9 @@ def test_group_norm_half_precision_statistics_do_not_overflow():
     xn = np.array(x).astype(np.float64).reshape(1, -1)
     want = ((xn - xn.mean()) / np.sqrt(xn.var() + 1e-5)).reshape(y.shape)
     np.testing.assert_allclose(y, want, rtol=2e-3, atol=2e-3)
+
+
+def test_transformer_keeps_parameterless_custom_modules():
+    model = nn.Transformer(dims=32, num_heads=4, num_encoder_layers=1, num_decoder_layers=1,
+                           custom_encoder=nn.Identity(), custom_decoder=nn.Identity())
+    assert isinstance(model.encoder, nn.Identity) and isinstance(model.decoder, nn.Identity)
