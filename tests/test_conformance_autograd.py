@@ -8,6 +8,7 @@ state the expected values directly from the function's derivative.
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import kiln.core as mx
@@ -290,3 +291,13 @@ def test_in_place_updates_of_differentiated_arguments():
     assert got["add_in_place"] == [4.0, 4.0, 4.0]
     if mlx is not None:
         assert got == _inplace_rules(mlx)
+
+
+def test_complex_prod_vjp_agrees_with_multiply():
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal((2, 5)) + 1j * rng.standard_normal((2, 5))).astype(np.complex64)
+    c = (rng.standard_normal(5) + 1j * rng.standard_normal(5)).astype(np.complex64)
+    _, (g,) = mx.vjp(lambda x: x.prod(axis=0), [mx.array(z)], [mx.array(c)])
+    np.testing.assert_allclose(np.array(g), np.stack([np.conj(z[1]) * c, np.conj(z[0]) * c]), rtol=1e-5)
+    _, gm = mx.vjp(mx.multiply, [mx.array(z[0]), mx.array(z[1])], [mx.array(c)])
+    np.testing.assert_allclose(np.array(g), np.stack([np.array(a) for a in gm]), rtol=1e-6)
