@@ -73,6 +73,8 @@ ROWS = (
        for k in ("InstanceNorm", "LayerNorm")]
     + [("sin_pe_2", lambda m, n: [round(v, 5) for v in
                                   n.SinusoidalPositionalEncoding(2)(m.arange(3)).reshape(-1).tolist()]),
+       ("instance_norm_2d", lambda m, n: n.InstanceNorm(dims=8)(m.zeros((4, 8))).shape),
+       ("instance_norm_3d", lambda m, n: tuple(n.InstanceNorm(dims=8)(m.zeros((2, 3, 8))).shape)),
        ("sin_pe_scale0", lambda m, n: n.SinusoidalPositionalEncoding(16, scale=0.0).scale)]
     + [(f"sin_pe_dims_{d}", (lambda d=d: lambda m, n: n.SinusoidalPositionalEncoding(d).scale)())
        for d in (0, 1, 3, -2)]

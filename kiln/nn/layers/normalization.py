@@ -221,6 +221,9 @@ class InstanceNorm(Module):
         return f"{self.dims}, eps={self.eps}, affine={'weight' in self}"
 
     def __call__(self, x):
+        if x.ndim < 3:
+            raise ValueError("InstanceNorm expects inputs with at least 3 dimensions (N, ..., C) but "
+                             f"the input has {x.ndim} dimensions.")
         axes = tuple(range(1, x.ndim - 1))
         y = _normalize(x, axes, self.eps)
         if "weight" in self:
