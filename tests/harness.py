@@ -186,11 +186,17 @@ def check_grads(case: OpCase, eps: float = 1e-6, rtol: float = 1e-4, atol: float
         v = [mx.array(rng.standard_normal(p.shape), dtype=mx.float64) for p in primals]
 
         def grad_dot(*diff):
-            g = mx.grad(scalar_f, argnums=list(range(len(diff))))(*diff)
+            g = _grads(scalar_f, diff)
             return sum(mx.sum(gi * vi) for gi, vi in zip(g, v))
 
         _check_first_order(grad_dot, primals, eps * 10, rtol * 10, atol * 10, case.name + " (2nd order)",
                            identity_rtol)
+
+
+def _grads(f, primals) -> tuple:
+    """Gradients with respect to every argument, as a tuple (MLX unwraps a single one)."""
+    g = mx.grad(f, argnums=list(range(len(primals))))(*primals)
+    return (g,) if len(primals) == 1 else g
 
 
 def _numeric_grad(f, primals, eps):
@@ -214,7 +220,7 @@ def _numeric_grad(f, primals, eps):
 def _check_first_order(f, primals, eps, rtol, atol, name, identity_rtol=1e-7):
     num = _numeric_grad(f, primals, eps)
     # reverse mode
-    rev = mx.grad(f, argnums=list(range(len(primals))))(*primals)
+    rev = _grads(f, primals)
     for g, n in zip(rev, num):
         _assert_close(np.array(g), n, rtol, atol, f"{name}: VJP vs finite differences")
     # forward mode, along a random direction, and the dot-product identity

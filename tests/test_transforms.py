@@ -236,8 +236,8 @@ def test_custom_function_defaults_and_vmap():
         return x * 2
 
     @k.vmap
-    def k_vmap(inputs, axes):
-        return inputs[0] * 3, axes[0]
+    def k_vmap(x, axis):  # one argument: MLX passes it (and its axis) itself
+        return x * 3, axis
 
     assert mx.vmap(k)(mx.array([1.0, 2.0])).tolist() == [3.0, 6.0]
 

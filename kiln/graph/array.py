@@ -329,7 +329,8 @@ _SCALAR_OPERANDS = (bool, int, float, complex, np.generic, np.ndarray)
 def _is_operand(o, name):
     if o is None:
         raise TypeError(f"[{name}] An array cannot be combined with None.")
-    return isinstance(o, (array, *_SCALAR_OPERANDS)) or hasattr(o, "__mlx_array__")
+    return isinstance(o, (array, *_SCALAR_OPERANDS)) or any(
+        hasattr(o, a) for a in ("__mlx_array__", "__array__", "__dlpack__"))
 
 
 def _operand(o, name):

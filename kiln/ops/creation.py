@@ -81,16 +81,33 @@ def ones(shape, dtype=_dt.float32, *, stream=None) -> array:
 empty = zeros
 
 
+def _fill_like(a, value, dtype, stream):
+    """``a``'s shape filled with the scalar ``value``: a node on ``a`` while ``a`` is unevaluated
+    (so shapeless compile replays it on new shapes), else a constant."""
+    dtype = a._dtype if dtype is None else _dt.as_dtype(dtype)
+    if a._buf is None and a._prim is not None:
+        from kiln.primitives.creation import FullLike
+
+        if isinstance(value, (complex, np.complexfloating)) and dtype.kind != "c":
+            return None
+        return _make(a._shape, dtype, FullLike(value, dtype), (a,), get_stream(stream))
+    return None
+
+
 def zeros_like(a, /, dtype=None, *, stream=None) -> array:
     """Zeros of ``a``'s shape and of ``dtype`` (default: ``a``'s dtype)."""
     a = as_array(a)
-    return zeros(a._shape, a._dtype if dtype is None else dtype, stream=stream)
+    out = _fill_like(a, 0, dtype, stream)
+    return out if out is not None else zeros(a._shape, a._dtype if dtype is None else dtype,
+                                             stream=stream)
 
 
 def ones_like(a, /, dtype=None, *, stream=None) -> array:
     """Ones of ``a``'s shape and of ``dtype`` (default: ``a``'s dtype)."""
     a = as_array(a)
-    return ones(a._shape, a._dtype if dtype is None else dtype, stream=stream)
+    out = _fill_like(a, 1, dtype, stream)
+    return out if out is not None else ones(a._shape, a._dtype if dtype is None else dtype,
+                                            stream=stream)
 
 
 empty_like = zeros_like
@@ -99,6 +116,10 @@ empty_like = zeros_like
 def full_like(a, vals, dtype=None, *, stream=None) -> array:
     """An array of ``a``'s shape filled with ``vals``, of ``dtype`` (default ``a``'s)."""
     a = as_array(a)
+    if isinstance(vals, (bool, int, float, complex, np.number, np.bool_)):
+        out = _fill_like(a, vals, dtype, stream)
+        if out is not None:
+            return out
     return full(a._shape, vals, a._dtype if dtype is None else dtype, stream=stream)
 
 

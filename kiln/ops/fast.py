@@ -7,6 +7,7 @@ Low-precision inputs are computed in float32 and cast back, as MLX does.
 from __future__ import annotations
 
 import math
+import numpy as np
 from typing import Optional, Union
 
 from kiln import dtypes as _dt
@@ -123,6 +124,8 @@ def rope(a, dims: int, *, traditional: bool, base: Optional[float], scale: float
                          f"{a.ndim} dimensions.")
     if not _dt.issubdtype(a.dtype, _dt.floating):
         raise ValueError(f"[rope] Input must be a floating type but got {a.dtype.name}.")
+    if dims <= 0:
+        raise ValueError(f"[rope] dims must be positive but got {dims}.")
     if dims % 2:
         raise ValueError(f"[rope] dims must be even but got {dims}.")
     if dims > a.shape[-1]:
@@ -214,6 +217,13 @@ def scaled_dot_product_attention(q, k, v, *, scale: float, mask=None, sinks=None
             raise ValueError(f"[{name}] the mask with shape {shape_str(mask.shape)} expected to "
                              "have at most rank 4.")
     dtype = _sh.result_type(q, k, v)
+    if sinks is not None:
+        sinks = as_array(sinks)
+        if _dt.promote_types(sinks.dtype, dtype) is not dtype:
+            raise ValueError(f"[{name}] Type of sinks must promote to output type "
+                             f"{str(dtype).split('.')[-1]}.")
+        if sinks.ndim != 1 or sinks.shape[0] != n_q:
+            raise ValueError(f"[{name}] Received invalid shape for sinks {shape_str(sinks.shape)}.")
     B, T_q, T_kv = q.shape[0], q.shape[2], k.shape[2]
     rep = n_q // n_kv
     # Group the query heads that share one key/value head: (B, N_kv, rep, T_q, D).
@@ -233,7 +243,9 @@ def scaled_dot_product_attention(q, k, v, *, scale: float, mask=None, sinks=None
         full = _sh.broadcast_shapes(mask.shape, scores.shape)  # raises MLX's error
         del full
         if mask.dtype == _dt.bool_:
-            scores = _ew.where(mask, scores, neg_inf)
+            # The lowest finite value, not -inf: a row masked everywhere then averages v
+            # (as MLX) instead of giving 0/0 = NaN.
+            scores = _ew.where(mask, scores, array(float(np.finfo(sdt.np).min), dtype=sdt))
         else:
             scores = scores + _ew.astype(mask, sdt)
     if sinks is not None:

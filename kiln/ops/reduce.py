@@ -250,8 +250,15 @@ def mean(a, /, axis=None, keepdims: bool = False, *, stream=None) -> array:
     """
     a = _float_input(a)
     axes = norm_axes(axis, a.ndim, "mean")
-    n = _count(a, axes)
     s = sum(a, axes, keepdims, stream=stream)
+    if a._buf is None and a._prim is not None:
+        # An unevaluated input may be a shapeless-compile tracer: count on the graph so the
+        # divisor follows the input's shape on replay.
+        from kiln.primitives.creation import NumberOfElements
+
+        n = _make((), s._dtype, NumberOfElements(tuple(axes), False, s._dtype), (a,), s._stream)
+        return divide(s, n)
+    n = _count(a, axes)
     return divide(s, n) if n != 1 else s
 
 
@@ -273,6 +280,11 @@ def var(a, /, axis=None, keepdims: bool = False, ddof: int = 0, *, stream=None) 
     d = subtract(a, mean(a, axes, True))
     sq = real(multiply(d, conj(d))) if a._dtype.kind == "c" else square(d)
     s = sum(sq, axes, keepdims, stream=stream)
+    if ddof == 0 and a._buf is None and a._prim is not None:
+        from kiln.primitives.creation import NumberOfElements  # as in mean
+
+        return divide(s, _make((), s._dtype, NumberOfElements(tuple(axes), False, s._dtype), (a,),
+                               s._stream))
     return divide(s, float(_py_max(n - ddof, 0)))
 
 

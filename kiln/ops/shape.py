@@ -57,6 +57,7 @@ def reshape(a, /, shape, *, stream=None) -> array:
     a = as_array(a)
     shape = int_tuple(shape, "reshape")
     size = a.size
+    infer = shape.index(-1) if -1 in shape else None
     if -1 in shape:
         if shape.count(-1) > 1:
             raise ValueError("[reshape] Reshape can only infer one dimension.")
@@ -69,7 +70,10 @@ def reshape(a, /, shape, *, stream=None) -> array:
         raise ValueError(f"[reshape] Cannot reshape array of size {size} into shape {shape_str(shape)}.")
     if shape == a._shape:
         return a
-    return _make(shape, a._dtype, S.Reshape(shape), (a,), get_stream(stream))
+    # Only a size-free inferred axis is kept (0-sized known parts cannot be re-inferred).
+    if infer is not None and _prod(s for i, s in enumerate(shape) if i != infer) == 0:
+        infer = None
+    return _make(shape, a._dtype, S.Reshape(shape, infer), (a,), get_stream(stream))
 
 
 def flatten(a, /, start_axis: int = 0, end_axis: int = -1, *, stream=None) -> array:

@@ -198,7 +198,7 @@ class RMSprop(Optimizer):
         self.eps = eps
         if alpha < 0.0:
             raise ValueError(f"RMSprop alpha should be >=0, {alpha} was provided instead")
-        if eps < 0.0:
+        if not eps > 0.0:
             raise ValueError(f"RMSprop epsilon should be >0, {eps} was provided instead")
 
     def init_single(self, parameter, state):
@@ -223,7 +223,7 @@ class Adagrad(Optimizer):
         super().__init__()
         self._maybe_schedule("learning_rate", learning_rate)
         self.eps = eps
-        if eps < 0.0:
+        if not eps > 0.0:
             raise ValueError(f"Adagrad epsilon should be >0, {eps} was provided instead")
 
     def init_single(self, parameter, state):
@@ -253,7 +253,7 @@ class AdaDelta(Optimizer):
         self.eps = eps
         if rho < 0.0:
             raise ValueError(f"AdaDelta rho should be >=0, {rho} was provided instead")
-        if eps < 0.0:
+        if not eps > 0.0:
             raise ValueError(f"AdaDelta epsilon should be >0, {eps} was provided instead")
 
     def init_single(self, parameter, state):
@@ -612,6 +612,8 @@ def clip_grad_norm(grads, max_norm: float):
     Returns:
         ``(clipped_grads, total_norm)``.
     """
+    if not max_norm >= 0:
+        raise ValueError(f"max_norm should be >=0, {max_norm} was provided instead")
     norm_sq = tree_reduce(lambda acc, g: acc + mx.sum(mx.square(g)), grads, 0.0)
     total = mx.sqrt(norm_sq)
     factor = mx.minimum(max_norm / (total + 1e-6), 1.0)

@@ -230,6 +230,15 @@ class UnaryElementwise(Primitive):
         return [inputs[0].shape]
 
 
+def _zero_tangent_dtype(tangents, out_dtype):
+    """A bool output's zero tangent takes the (inexact) incoming tangent's dtype."""
+    if out_dtype is mx.bool_:
+        for t in tangents:
+            if t is not None and t.dtype.is_inexact:
+                return t.dtype
+    return out_dtype
+
+
 class NonDifferentiableUnary(UnaryElementwise):
     """Elementwise ops with zero derivative (floor, sign, isnan, ...)."""
 
@@ -238,7 +247,7 @@ class NonDifferentiableUnary(UnaryElementwise):
 
     def jvp(self, primals, tangents, argnums, outputs):
         x = primals[0]
-        return [mx.zeros(x.shape, self.out_dtype(x.dtype))]
+        return [mx.zeros(x.shape, _zero_tangent_dtype(tangents, self.out_dtype(x.dtype)))]
 
 
 class BinaryElementwise(Primitive):
@@ -289,7 +298,9 @@ class NonDifferentiableBinary(BinaryElementwise):
 
     def jvp(self, primals, tangents, argnums, outputs):
         x, y = primals
-        return [mx.zeros(broadcast_shapes(x.shape, y.shape), self.out_dtype(x.dtype))]
+        # The zero tangent keeps the incoming tangent's dtype (as MLX): a bool tangent would
+        # break the arithmetic a caller does with it.
+        return [mx.zeros(broadcast_shapes(x.shape, y.shape), _zero_tangent_dtype(tangents, self.out_dtype(x.dtype)))]
 
 
 class Reduction(Primitive):

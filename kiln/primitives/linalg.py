@@ -29,6 +29,11 @@ def _mT(x):
     return mx.swapaxes(x, -1, -2)
 
 
+def _mH(x):
+    """Conjugate transpose of the last two axes (the transpose for real stacks)."""
+    return mx.conj(_mT(x)) if x.dtype == mx.complex64 else _mT(x)
+
+
 def _eye_like(x, n: int):
     return mx.eye(n, dtype=x.dtype)
 
@@ -110,7 +115,7 @@ class Inv(_Unary):
         return [inputs[0].shape]
 
     def vjp(self, primals, cotangents, argnums, outputs):
-        inv_t = _mT(outputs[0])
+        inv_t = _mH(outputs[0])  # the conjugate transpose: Eig's rules invert complex stacks
         return [-(inv_t @ cotangents[0] @ inv_t)]
 
     def jvp(self, primals, tangents, argnums, outputs):
@@ -360,8 +365,23 @@ class Eigh(_Unary):
 @primitive
 class Eig(_Unary):
     """Eigenvalues and right eigenvectors of general square matrices, always
-    complex64 (as MLX). Not differentiable: the eigenvectors have a free
-    complex phase each."""
+    complex64 (as MLX).
+
+    Derivatives hold for distinct eigenvalues and follow the usual convention
+    (JAX's and PyTorch's): with ``A = V W V^-1`` and ``M = V^-1 dA V``,
+    ``dw = diag(M)`` and ``dV = V (F * M)`` with ``F_ij = 1 / (w_j - w_i)``
+    off the diagonal, then ``Re(v_i^H dv_i)`` is removed from each column so
+    that it keeps unit norm; the free phase of each column is left as the
+    closed form gives it, so only phase-invariant functions of the
+    eigenvectors (``|v|``, ``v v^H``, ...) have meaningful derivatives. The
+    VJP is the adjoint of that map under ``Re tr(X^H Y)``; for a real ``A``
+    the gradient is its real part.
+    """
+
+    def _parts(self, a, outputs):
+        w, v = outputs
+        vinv = Inv()._build(v)[0]
+        return w, v, vinv, _gap_inverse(w)
 
     def eval(self, xp, a):
         w, v = xp.linalg.eig(a)
@@ -374,11 +394,27 @@ class Eig(_Unary):
     def _dtypes(self, x):
         return [mx.complex64, mx.complex64]
 
-    def vjp(self, primals, cotangents, argnums, outputs):
-        raise NotImplementedError("[vjp] Not implemented for Eig (linalg.eig, linalg.eigvals).")
-
     def jvp(self, primals, tangents, argnums, outputs):
-        raise NotImplementedError("[jvp] Not implemented for Eig (linalg.eig, linalg.eigvals).")
+        a = primals[0]
+        w, v, vinv, f = self._parts(a, outputs)
+        m = vinv @ mx.astype(tangents[0], mx.complex64) @ v
+        dv = v @ (f * m)
+        # keep each column at unit norm: drop the real part of its own component
+        dv = dv - v * mx.expand_dims(mx.real(mx.sum(mx.conj(v) * dv, axis=-2)), -2)
+        return [_diag(m), dv]
+
+    def vjp(self, primals, cotangents, argnums, outputs):
+        a = primals[0]
+        w, v, vinv, f = self._parts(a, outputs)
+        gw, gv = cotangents
+        inner = _diag_embed(mx.astype(gw, mx.complex64))
+        if gv is not None:
+            gv = mx.astype(gv, mx.complex64)
+            r = mx.real(mx.sum(mx.conj(v) * gv, axis=-2))  # Re(diag(V^H gV))
+            q = _mH(v) @ (gv - v * mx.expand_dims(r, -2))
+            inner = inner + mx.conj(f) * q
+        g = _mH(vinv) @ inner @ _mH(v)
+        return [g if a.dtype == mx.complex64 else mx.astype(mx.real(g), a.dtype)]
 
 
 # ---------------------------------------------------------------- LU

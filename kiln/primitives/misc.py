@@ -31,7 +31,10 @@ class AsType(UnaryElementwise):
         x = primals[0]
         if not x.dtype.is_inexact:
             return [mx.zeros_like(x)]
-        return [mx.astype(cotangents[0], x.dtype)]
+        c = cotangents[0]
+        if c.dtype.kind == "c" and x.dtype.kind != "c":
+            c = mx.real(c)  # the adjoint of embedding reals in the complex plane
+        return [mx.astype(c, x.dtype)]
 
     def jvp(self, primals, tangents, argnums, outputs):
         if not self.dtype.is_inexact:

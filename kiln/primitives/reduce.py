@@ -66,7 +66,9 @@ class Prod(Reduction):
     def vjp(self, primals, cotangents, argnums, outputs):
         x = primals[0]
         g = self.expand_cotangent(cotangents[0], x.shape)
-        return [g * _product_of_others(x, self.axes)]
+        others = _product_of_others(x, self.axes)
+        # holomorphic: the cotangent meets the conjugate derivative (as multiply's VJP does)
+        return [g * (mx.conj(others) if x.dtype.kind == "c" else others)]
 
     def jvp(self, primals, tangents, argnums, outputs):
         x = primals[0]

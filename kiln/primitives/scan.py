@@ -238,7 +238,7 @@ class CumProd(_Scan):
 class CumArgExtreme(Primitive):
     """Index (along ``axis``) of the element each inclusive cummax/cummin takes.
 
-    Ties go to the element that first reached the running extreme.
+    Ties go to the latest element (in scan order) that equals the running extreme, as in MLX.
     """
 
     axis: int = 0
@@ -252,8 +252,8 @@ class CumArgExtreme(Primitive):
         acc = xp.maximum if self.kind == "max" else xp.minimum
         run = acc.accumulate(x, axis=axis)
         before = _shift_buf(xp, run, axis, 1, _identity(xp, x.dtype, self.kind))
-        # a new extreme is set where x beats everything before it (or at the start)
-        better = (x > before) if self.kind == "max" else (x < before)
+        # the extreme moves to x where x reaches (ties included) everything before it
+        better = (x >= before) if self.kind == "max" else (x <= before)
         better = better | xp.isnan(x) if x.dtype.kind == "f" else better
         shp = [1] * x.ndim
         shp[axis] = x.shape[axis]

@@ -10,10 +10,29 @@ from kiln.primitives.indexing import Slice, slice_axis as _slice_axis  # noqa: F
 
 @primitive
 class Reshape(Primitive):
+    """Reshape to ``shape``; ``infer`` is the axis the caller gave as -1 (or None), re-inferred
+    from the input's size when shapeless compile replays the node on new shapes."""
+
     shape: tuple = ()
+    infer: object = None
+
+    def _target(self, in_shape) -> tuple:
+        if self.infer is None:
+            return self.shape
+        known = 1
+        for i, s in enumerate(self.shape):
+            if i != self.infer:
+                known *= s
+        size = 1
+        for s in in_shape:
+            size *= s
+        if known == 0 or size % known:
+            raise ValueError(f"[reshape] Cannot reshape array of size {size} into shape "
+                             f"{tuple(-1 if i == self.infer else s for i, s in enumerate(self.shape))}.")
+        return tuple(size // known if i == self.infer else s for i, s in enumerate(self.shape))
 
     def eval(self, xp, x):
-        return xp.reshape(x, self.shape)
+        return xp.reshape(x, self._target(x.shape))
 
     def vjp(self, primals, cotangents, argnums, outputs):
         return [mx.reshape(cotangents[0], primals[0].shape)]
@@ -23,10 +42,10 @@ class Reshape(Primitive):
 
     def vmap(self, inputs, axes):
         x = to_front(inputs[0], axes[0])
-        return [mx.reshape(x, (x.shape[0],) + self.shape)], [0]
+        return [mx.reshape(x, (x.shape[0],) + self._target(x.shape[1:]))], [0]
 
     def output_shapes(self, inputs):
-        return [self.shape]
+        return [self._target(inputs[0].shape)]
 
     def is_noop(self, inputs, output, shapeless: bool) -> bool:
         return not shapeless and inputs[0]._shape == output._shape

@@ -52,6 +52,20 @@ class Abs(UnaryElementwise):
     def deriv(self, x, y):
         return mx.sign(x)
 
+    # For complex z, d|z| = Re(conj(s) dz) with s = z / |z|: a real tangent, and the adjoint
+    # of that map sends a real cotangent g to g * s (not g * conj(s)).
+    def vjp(self, primals, cotangents, argnums, outputs):
+        x = primals[0]
+        if x.dtype.kind == "c":
+            return [cotangents[0] * mx.sign(x)]
+        return super().vjp(primals, cotangents, argnums, outputs)
+
+    def jvp(self, primals, tangents, argnums, outputs):
+        x = primals[0]
+        if x.dtype.kind == "c":
+            return [mx.real(mx.conj(mx.sign(x)) * tangents[0])]
+        return super().jvp(primals, tangents, argnums, outputs)
+
 
 @primitive
 class Sign(NonDifferentiableUnary):

@@ -128,6 +128,10 @@ def _batched_custom(cf, prim, arg_axes):
     return call
 
 
+def _one(args):
+    return args[0] if isinstance(args, (list, tuple)) and len(args) == 1 else args
+
+
 class custom_function:
     """Wrap a function to give it custom ``vjp``, ``jvp`` and ``vmap`` rules.
 
@@ -147,16 +151,18 @@ class custom_function:
         self._vmap = None
         functools.update_wrapper(self, fun)
 
+    # The user's rules see MLX's argument form: a function of one positional argument gets that
+    # argument (and its tangent, axis) itself, several arguments come as a tuple.
     def vjp(self, f: Callable):
-        self._vjp = f
+        self._vjp = lambda primals, cotangents, outputs: f(_one(primals), cotangents, outputs)
         return self
 
     def jvp(self, f: Callable):
-        self._jvp = f
+        self._jvp = lambda primals, tangents: f(_one(primals), _one(tangents))
         return self
 
     def vmap(self, f: Callable):
-        self._vmap = f
+        self._vmap = lambda inputs, axes: f(_one(inputs), _one(axes))
         return self
 
     def __call__(self, *args):
@@ -212,7 +218,7 @@ def checkpoint(fun: Callable, interval=None) -> Callable:
         # activations it reads) past the rest of the backward pass.
         return tuple(unf(depends(g, g)))
 
-    cf.vjp(ckpt_vjp)
+    cf._vjp = ckpt_vjp  # an internal rule: it takes the primals tuple as it is
     functools.update_wrapper(cf, fun)
     return cf
 

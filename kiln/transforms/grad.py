@@ -18,6 +18,8 @@ from kiln.transforms._checks import require_callable
 from kiln.transforms.tracing import keep_graph
 from kiln.transforms.vmap import vmap
 
+import numpy as np
+
 import kiln.ops as mx
 from kiln.ops.normalize import shape_str as _shape_str
 
@@ -27,6 +29,31 @@ _COPY = Copy()
 def make_tracers(primals):
     """Fresh nodes standing for the primals (so their uses can be told apart)."""
     return [_make(p._shape, p._dtype, _COPY, (p,), p._stream) for p in primals]
+
+
+def rebound_tracers(tracers, primals):
+    """The tracers as the traced graph reads them.
+
+    An in-place update of an argument inside the function (``x[i] = v``) rebinds the tracer
+    object to the updated node; the tracer's own content lives on in a clone deeper in the
+    graph, and that clone is the one whose cotangent/tangent belongs to the primal.
+    """
+    out = list(tracers)
+    for i, (t, p) in enumerate(zip(tracers, primals)):
+        if t._prim is _COPY and t._inputs and t._inputs[0] is p:
+            continue
+        seen: set = set()
+        stack = [t]
+        while stack:
+            a = stack.pop()
+            if a._prim is _COPY and a._inputs and a._inputs[0] is p:
+                out[i] = a
+                break
+            for x in a._inputs:
+                if id(x) not in seen:
+                    seen.add(id(x))
+                    stack.append(x)
+    return out
 
 
 def active_tape(outputs, tracer_ids):
@@ -144,6 +171,7 @@ def vjp_arrays(fun, primals: list, cotangents=None, *, is_grad: bool = False, wh
                     f"[vjp] Output shape {_shape_str(o._shape)} does not match cotangent shape "
                     f"{_shape_str(c._shape)}. If you are using grad your function must return a scalar."
                 )
+    tracers = rebound_tracers(tracers, primals)
     ids = [id(t) for t in tracers]
     tape, active = active_tape(outs, ids)
     seeds: dict = {}
@@ -183,7 +211,9 @@ def _normalize_argnums(argnums, argnames, nargs):
     elif isinstance(argnums, int):
         argnums, single = (argnums,), True
     else:
-        argnums, single = tuple(argnums), False
+        # MLX unwraps a one-element sequence too: grad(f, argnums=(0,)) gives the array.
+        argnums = tuple(argnums)
+        single = len(argnums) == 1
     out = []
     for a in argnums:
         b = a + nargs if a < 0 else a
@@ -196,11 +226,56 @@ def _normalize_argnums(argnums, argnames, nargs):
     return out, single
 
 
+def _graft(orig, new, undo: list):
+    """Put the tracers of ``new`` into the mutable containers of ``orig`` (as MLX does): the
+    function sees the caller's own lists, dicts and modules, so in-place changes it makes to
+    them (``model[1] = ...``) stay; ``_ungraft`` puts back the entries still holding tracers.
+    Tuples cannot be written and are passed rebuilt."""
+    if isinstance(orig, list) and isinstance(new, list) and len(orig) == len(new):
+        for i, (o, n) in enumerate(zip(orig, new)):
+            g = n if isinstance(o, array) else _graft(o, n, undo)
+            if g is not o:
+                undo.append((orig, i, o, g))
+                orig[i] = g
+        return orig
+    if isinstance(orig, dict) and isinstance(new, dict) and orig.keys() == new.keys():
+        for k in list(orig):
+            o = orig[k]
+            g = new[k] if isinstance(o, array) else _graft(o, new[k], undo)
+            if g is not o:
+                undo.append((orig, k, o, g))
+                dict.__setitem__(orig, k, g)
+        return orig
+    return new
+
+
+def _ungraft(undo: list) -> None:
+    for container, key, old, tracer in reversed(undo):
+        try:
+            if container[key] is tracer:
+                if isinstance(container, dict):
+                    dict.__setitem__(container, key, old)
+                else:
+                    container[key] = old
+        except (IndexError, KeyError):
+            pass  # the function removed the entry itself
+
+
 def _value_and_grad_impl(fun, argnums, argnames, what):
     require_callable(fun, what)
     if isinstance(argnames, str):
         argnames = [argnames]
     argnames = list(argnames)
+    if argnums is not None and not isinstance(argnums, (int, np.integer)):
+        argnums = tuple(argnums)
+        for a in argnums:
+            if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
+                raise TypeError(f"[{what}] argnums must be ints or a sequence of ints, got "
+                                f"{type(a).__name__}.")
+        if not argnums and not argnames:
+            raise ValueError(f"[{what}] Must specify at least one argument (argnums or argnames).")
+        if len(set(argnums)) != len(argnums):
+            raise ValueError(f"[{what}] Repeat argument index in argnums.")
 
     def call(*args, **kwargs):
         idx, single = _normalize_argnums(argnums, argnames, len(args))
@@ -217,14 +292,22 @@ def _value_and_grad_impl(fun, argnums, argnames, what):
             new_trees = unflatten(list(new_leaves))
             a = list(args)
             kw = dict(kwargs)
+            undo: list = []
             for j, i in enumerate(idx):
-                a[i] = new_trees[j]
+                a[i] = _graft(args[i], new_trees[j], undo)
             for j, n in enumerate(argnames):
-                kw[n] = new_trees[len(idx) + j]
-            out = fun(*a, **kw)
+                kw[n] = _graft(kwargs[n], new_trees[len(idx) + j], undo)
+            try:
+                out = fun(*a, **kw)
+            finally:
+                _ungraft(undo)
             holder["out"] = out
             if isinstance(out, array):
                 return out
+            if what == "grad":
+                # grad has nowhere to return auxiliary values: value_and_grad is for those.
+                raise ValueError("[grad] The function must return a single array (use "
+                                 "value_and_grad for a function with auxiliary outputs).")
             if isinstance(out, (list, tuple)) and out and isinstance(out[0], array):
                 return out[0]
             raise ValueError(f"[{what}] The function must return an array or a tuple whose first element "

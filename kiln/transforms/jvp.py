@@ -9,13 +9,14 @@ from typing import Callable, Sequence
 
 from kiln.graph.array import array
 from kiln.graph.eval import applications
-from kiln.transforms.grad import _as_output_list, active_tape, conform, make_tracers
+from kiln.transforms.grad import _as_output_list, active_tape, conform, make_tracers, rebound_tracers
 from kiln.transforms._checks import require_callable
 from kiln.transforms.tracing import keep_graph
 from kiln.transforms.grad import grad
 from kiln.transforms.vmap import vmap
 
 import kiln.ops as mx
+from kiln.dtypes import bool_ as _bool
 
 
 def forward(tape, tangents: dict) -> dict:
@@ -29,7 +30,11 @@ def forward(tape, tangents: dict) -> dict:
         outs = node._prim.jvp(list(inputs), ts, argnums, list(group))
         for s, t in zip(group, outs):
             if t is not None:
-                tangents[id(s)] = conform(t, s)
+                if s._dtype is _bool and isinstance(t, array) and t._dtype.is_inexact:
+                    # A bool output's (zero) tangent keeps the float dtype, as in MLX.
+                    tangents[id(s)] = t if t._shape == s._shape else mx.broadcast_to(t, s._shape)
+                else:
+                    tangents[id(s)] = conform(t, s)
     return tangents
 
 
@@ -41,13 +46,19 @@ def jvp_arrays(fun, primals: list, tangents: list, what: str = "jvp"):
     with keep_graph():
         raw = fun(*tracers)
     outs, _ = _as_output_list(raw, what)
+    tracers = rebound_tracers(tracers, primals)
     tape, _ = active_tape(outs, [id(t) for t in tracers])
     tans = {id(tr): (t if t._dtype is tr._dtype else mx.astype(t, tr._dtype)) for tr, t in zip(tracers, tangents)}
     tans = forward(tape, tans)
     res = []
     for o in outs:
         t = tans.get(id(o))
-        res.append(mx.zeros(o._shape, o._dtype) if t is None else t)
+        if t is None:
+            dt = o._dtype
+            if dt is _bool:
+                dt = next((x._dtype for x in tangents if x._dtype.is_inexact), dt)
+            t = mx.zeros(o._shape, dt)
+        res.append(t)
     return outs, res
 
 

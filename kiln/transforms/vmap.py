@@ -32,6 +32,9 @@ def vmap(fun: Callable, in_axes=0, out_axes=0) -> Callable:
         axes_prefix = in_axes
         if isinstance(in_axes, list):
             axes_prefix = tuple(in_axes)
+        elif isinstance(in_axes, dict) and len(args) == 1:
+            # A dict prefix describes the one positional argument (MLX refuses it for several).
+            axes_prefix = (in_axes,)
         if isinstance(axes_prefix, tuple) and len(axes_prefix) != len(args):
             raise ValueError(f"[vmap] The number of in axes ({len(axes_prefix)}) must match the number of "
                              f"positional arguments ({len(args)}).")
@@ -73,7 +76,10 @@ def vmap(fun: Callable, in_axes=0, out_axes=0) -> Callable:
                                  f"got {type(leaf).__name__} {leaf!r:.40}.")
         arrays = [o for o in out_leaves if isinstance(o, array)]
         results = replay(arrays, mapped)
-        o_axes = _broadcast_prefix(out_axes, out, "out_axes")
+        oa = out_axes
+        if isinstance(out, array) and isinstance(oa, tuple) and len(oa) == 1:
+            oa = oa[0]  # a one-entry tuple for a single output, as MLX accepts (a list it refuses)
+        o_axes = _broadcast_prefix(oa, out, "out_axes")
         final = []
         j = 0
         for leaf, oax in zip(out_leaves, o_axes):

@@ -45,7 +45,9 @@ def leaky_relu(x, negative_slope=0.01):
 
 def log_softmax(x, axis=-1):
     """``x - logsumexp(x)`` along ``axis`` (numerically stable)."""
-    return x - mx.logsumexp(x, axis=axis, keepdims=True)
+    # Shift by the max first: x - logsumexp(x) loses log(n) when |x| dwarfs it (1e20 - 1e20).
+    y = x - mx.stop_gradient(mx.max(x, axis=axis, keepdims=True))
+    return y - mx.log(mx.sum(mx.exp(y), axis=axis, keepdims=True))
 
 
 def elu(x, alpha=1.0):
@@ -110,8 +112,8 @@ def glu(x, axis: int = -1):
 
 
 def step(x, threshold: float = 0.0):
-    """1 where ``x > threshold``, else 0."""
-    return mx.where(x > threshold, 1, 0)
+    """1 where ``x >= threshold`` (the boundary included, as MLX), else 0."""
+    return mx.where(x >= threshold, 1, 0)
 
 
 def selu(x):

@@ -234,7 +234,7 @@ class Module(dict):
                 names = [k for k, _ in tree_flatten(local)]
             elif isinstance(names, str):
                 names = [names]
-            if strict:
+            if strict and not recurse:
                 for k in names:
                     if k not in module:
                         raise KeyError(f"Module doesn't contain member {k}.")
@@ -244,7 +244,13 @@ class Module(dict):
                 module._no_grad.difference_update(names)
 
         if recurse:
-            for _, m in self.named_modules():
+            mods = [m for _, m in self.named_modules()]
+            if strict and keys is not None:
+                # Recursively, a key need only be in some module of the tree.
+                for k in [keys] if isinstance(keys, str) else keys:
+                    if not any(k in m for m in mods):
+                        raise KeyError(f"Module doesn't contain member {k}.")
+            for m in mods:
                 apply(m)
         else:
             apply(self)
@@ -366,34 +372,47 @@ def _unwrap(model, key, value, filter_fn, map_fn, is_leaf_fn):
 
 def _update_tree(dst, src, strict, leaf_type, kind):
     """Recursive helper of ``update`` / ``update_modules``: write leaves of
-    ``src`` of type ``leaf_type`` into the containers of ``dst``."""
+    ``src`` of type ``leaf_type`` into the containers of ``dst``.
+
+    What happens at each entry follows the value there now: a leaf (an array for ``update``,
+    a module for ``update_modules``) is replaced; a container (dict, list, tuple, or a plain
+    value such as an int or a string inside a list) is walked with the matching part of
+    ``src``, so the empty ``{}`` that ``parameters()`` and ``leaf_modules()`` give for plain
+    values is a no-op and trees from those methods always round-trip.
+    """
     if isinstance(src, dict):
-        for k, new in src.items():
-            if k not in dst:
-                if strict:
-                    raise ValueError(f'Module does not have {kind} named "{k}".')
-                continue
-            cur = dst[k]
-            if isinstance(new, leaf_type):
-                dst[k] = new
-            elif isinstance(new, (dict, list)) and isinstance(cur, (dict, list)) and not (
-                kind == "module" and isinstance(new, Module)
-            ):
-                _update_tree(cur, new, strict, leaf_type, kind)
-            elif strict:
-                raise ValueError(f"Received invalid type: {type(new).__name__}.")
+        items = src.items()
+        has = (lambda k: k in dst) if isinstance(dst, dict) else (lambda k: False)
     elif isinstance(src, list):
-        for i, new in enumerate(src):
-            if i >= len(dst):
-                if strict:
-                    raise ValueError(f'Module does not have {kind} named "{i}".')
-                continue
-            cur = dst[i]
-            if isinstance(new, leaf_type):
-                dst[i] = new
-            elif isinstance(new, (dict, list)) and isinstance(cur, (dict, list)):
+        items = enumerate(src)
+        has = lambda i: isinstance(dst, (list, tuple)) and i < len(dst)  # noqa: E731
+    else:
+        if strict:
+            raise ValueError(f"Received invalid type: {type(src).__name__}.")
+        return
+    for k, new in items:
+        if not has(k):
+            if strict and isinstance(src, list):
+                raise ValueError(f"List index {k} is out of bounds for destination of length "
+                                 f"{len(dst) if isinstance(dst, (list, tuple)) else 0}.")
+            if strict:
+                raise ValueError(f'Module does not have {"sub-module" if kind == "module" else kind} '
+                                 f'named "{k}".')
+            continue
+        cur = dst[k]
+        if kind == "module":
+            if isinstance(new, Module):
+                if isinstance(cur, Module):
+                    dst[k] = new
+                elif strict:
+                    raise ValueError(f"Received invalid type: {type(new).__name__}.")
+            elif isinstance(cur, (dict, list, tuple)):
                 _update_tree(cur, new, strict, leaf_type, kind)
-            elif strict:
+            elif strict and new != {}:
                 raise ValueError(f"Received invalid type: {type(new).__name__}.")
-    elif strict:
-        raise ValueError(f"Received invalid type: {type(src).__name__}.")
+        elif isinstance(cur, leaf_type):
+            if strict and not isinstance(new, leaf_type):
+                raise ValueError(f"Received invalid type: {type(new).__name__}.")
+            dst[k] = new
+        else:
+            _update_tree(cur, new, strict, leaf_type, kind)

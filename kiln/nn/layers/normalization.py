@@ -8,10 +8,21 @@ from kiln.nn.layers.base import Module
 __all__ = ["LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm", "InstanceNorm"]
 
 
+def _check_eps(name: str, eps) -> None:
+    # A zero or negative eps leaves rsqrt of zero or of a negative number: NaN rows.
+    if not eps > 0:
+        raise ValueError(f"[{name}] 'eps' must be positive but got {eps}.")
+
+
 def _normalize(x, axes, eps):
-    mean = mx.mean(x, axis=axes, keepdims=True)
-    var = mx.var(x, axis=axes, keepdims=True)
-    return (x - mean) * mx.rsqrt(var + eps)
+    # Half-precision statistics overflow (a variance of 512**2 is past float16's max): compute
+    # them in float32 and give the result back in the input's dtype.
+    low = x.dtype in (mx.float16, mx.bfloat16)
+    xs = x.astype(mx.float32) if low else x
+    mean = mx.mean(xs, axis=axes, keepdims=True)
+    var = mx.var(xs, axis=axes, keepdims=True)
+    y = (xs - mean) * mx.rsqrt(var + eps)
+    return y.astype(x.dtype) if low else y
 
 
 class LayerNorm(Module):
@@ -27,6 +38,7 @@ class LayerNorm(Module):
 
     def __init__(self, dims: int, eps: float = 1e-5, affine: bool = True, bias: bool = True):
         super().__init__()
+        _check_eps("LayerNorm", eps)
         if affine:
             self.weight = mx.ones((dims,))
             if bias:
@@ -57,6 +69,7 @@ class RMSNorm(Module):
 
     def __init__(self, dims: int, eps: float = 1e-5):
         super().__init__()
+        _check_eps("RMSNorm", eps)
         self.weight = mx.ones((dims,))
         self.eps = eps
 
@@ -83,6 +96,14 @@ class GroupNorm(Module):
     def __init__(self, num_groups: int, dims: int, eps: float = 1e-5, affine: bool = True,
                  pytorch_compatible: bool = False):
         super().__init__()
+        _check_eps("GroupNorm", eps)
+        if not isinstance(num_groups, int) or num_groups <= 0:
+            raise ValueError(f"The number of groups ({num_groups}) must be a positive integer.")
+        if not isinstance(dims, int) or dims <= 0:
+            raise ValueError(f"The number of features ({dims}) must be a positive integer.")
+        if dims % num_groups:
+            raise ValueError(f"The number of features ({dims}) must be evenly divisible by the "
+                             f"number of groups ({num_groups}).")
         if affine:
             self.bias = mx.zeros((dims,))
             self.weight = mx.ones((dims,))
@@ -130,6 +151,7 @@ class BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = True, track_running_stats: bool = True):
         super().__init__()
+        _check_eps("BatchNorm", eps)
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
@@ -156,6 +178,9 @@ class BatchNorm(Module):
         if x.ndim < 2 or x.ndim > 4:
             raise ValueError(f"Expected input tensor to have 2, 3 or 4 dimensions, but got {x.ndim}")
         axes = tuple(range(x.ndim - 1))
+        if self.training and x.size // max(x.shape[-1], 1) <= 1:
+            # One value per channel has no variance to normalise by.
+            raise ValueError("BatchNorm training requires more than one value per channel.")
         if self.training or not self.track_running_stats:
             mean = mx.mean(x, axis=axes)
             var = mx.var(x, axis=axes)
@@ -185,6 +210,7 @@ class InstanceNorm(Module):
 
     def __init__(self, dims: int, eps: float = 1e-5, affine: bool = False):
         super().__init__()
+        _check_eps("InstanceNorm", eps)
         if affine:
             self.weight = mx.ones((dims,))
             self.bias = mx.zeros((dims,))
@@ -195,6 +221,9 @@ class InstanceNorm(Module):
         return f"{self.dims}, eps={self.eps}, affine={'weight' in self}"
 
     def __call__(self, x):
+        if x.ndim < 3:
+            raise ValueError("InstanceNorm expects inputs with at least 3 dimensions (N, ..., C) but "
+                             f"the input has {x.ndim} dimensions.")
         axes = tuple(range(1, x.ndim - 1))
         y = _normalize(x, axes, self.eps)
         if "weight" in self:

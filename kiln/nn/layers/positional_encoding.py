@@ -72,13 +72,18 @@ class SinusoidalPositionalEncoding(Module):
     def __init__(self, dims: int, min_freq: float = 0.0001, max_freq: float = 1,
                  scale: Optional[float] = None, cos_first: bool = False, full_turns: bool = False):
         super().__init__()
+        if not isinstance(dims, int) or dims <= 0 or dims % 2:
+            raise ValueError(f"[SinusoidalPositionalEncoding] dims must be positive and even but "
+                             f"got {dims}.")
         half = dims // 2
-        one_zero = 1 - mx.arange(0, half, dtype=mx.float32) / (half - 1)
+        # One frequency pair (dims == 2) sits at max_freq.
+        one_zero = (1 - mx.arange(0, half, dtype=mx.float32) / (half - 1) if half > 1
+                    else mx.ones((1,), dtype=mx.float32))
         lo, hi = math.log(min_freq), math.log(max_freq)
         self._sigmas = mx.exp(one_zero * (hi - lo) + lo)
         if full_turns:
             self._sigmas = self._sigmas * (2 * math.pi)
-        self.scale = scale or (2 / dims) ** 0.5
+        self.scale = (2 / dims) ** 0.5 if scale is None else scale  # 0.0 is a valid scale
         self.cos_first = cos_first
 
     def __call__(self, x):

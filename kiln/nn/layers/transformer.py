@@ -249,10 +249,11 @@ class Transformer(Module):
                  custom_decoder: Optional[Any] = None, norm_first: bool = True,
                  checkpoint: bool = False):
         super().__init__()
-        self.encoder = custom_encoder or TransformerEncoder(
+        # `is None`, not `or`: a Module is a dict, and one without parameters is falsy.
+        self.encoder = custom_encoder if custom_encoder is not None else TransformerEncoder(
             num_encoder_layers, dims, num_heads, mlp_dims, dropout, activation, norm_first, checkpoint
         )
-        self.decoder = custom_decoder or TransformerDecoder(
+        self.decoder = custom_decoder if custom_decoder is not None else TransformerDecoder(
             num_decoder_layers, dims, num_heads, mlp_dims, dropout, activation, norm_first, checkpoint
         )
 

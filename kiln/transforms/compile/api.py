@@ -5,6 +5,7 @@ import functools
 import os
 from typing import Callable, Optional
 
+from kiln.primitives.misc import Placeholder
 from kiln.transforms.tracing import placeholder
 from kiln.transforms.compile.plan import Plan
 from kiln.transforms.compile.trees import _flatten_call, _flatten_out, _leaf_paths, _state_arrays, _tree_get, _tree_set, _unflatten_call
@@ -77,6 +78,8 @@ class _CompiledFunction:
         state_phs = [placeholder(a._shape, a._dtype, "compile", a._stream) for _, a in in_paths]
         for (path, _), ph in zip(in_paths, state_phs):
             root = _tree_set(root, path, ph)
+        ph_prims = [p._prim for p in phs]
+        state_prims = [p._prim for p in state_phs]
         try:
             out = self._fun(*args, **kwargs)
             out_arrays: list = []
@@ -89,6 +92,15 @@ class _CompiledFunction:
                         root = _tree_set(root, path, real)
                 except (KeyError, IndexError, TypeError):
                     pass
+        concrete = {id(a) for a in arrays if not _traced(a)}
+        if concrete and _reaches(out_arrays + [a for _, a in out_paths], concrete):
+            # An argument reached through a closure instead of through its parameter: MLX
+            # refuses it (its value would be frozen into the plan while the argument varies).
+            # Tracers of an enclosing vmap/grad are exempt: the outer transform owns them.
+            raise ValueError("[compile] Attempting to compile a function with uncaptured inputs is "
+                             "not allowed.")
+        phs = _unrebound(phs, ph_prims)
+        state_phs = _unrebound(state_phs, state_prims)
         plan = Plan(phs + state_phs, len(phs), out_arrays + [a for _, a in out_paths], out_def,
                      len(out_arrays), [p for p, _ in out_paths], self._shapeless, name)
         if plan.cacheable:
@@ -102,6 +114,46 @@ class _CompiledFunction:
     def clear_cache(self) -> None:
         """Forget every traced plan (the next call traces again)."""
         self._cache.clear()
+
+
+def _walk_inputs(roots):
+    """Every array in the graphs above ``roots`` (each once), roots first."""
+    seen: set = set()
+    stack = list(roots)
+    while stack:
+        a = stack.pop()
+        yield a
+        for x in a._inputs:
+            if id(x) not in seen:
+                seen.add(id(x))
+                stack.append(x)
+
+
+def _traced(a) -> bool:
+    """Whether ``a`` depends on a placeholder (an enclosing transformation's tracer)."""
+    return any(isinstance(x._prim, Placeholder) for x in _walk_inputs([a]))
+
+
+def _reaches(roots, ids: set) -> bool:
+    """Whether ``roots`` or the graph above them holds an array whose id is in ``ids``."""
+    return any(id(a) in ids for a in _walk_inputs(roots))
+
+
+def _unrebound(phs: list, prims: list) -> list:
+    """The placeholders as the traced graph reads them.
+
+    An in-place update of an argument (``x[i] = v``, ``x += y``) rebinds the placeholder object to
+    the updated node; its original content lives on in a clone deeper in the graph, which is
+    then the input the plan must feed.
+    """
+    out = list(phs)
+    for i, (p, prim) in enumerate(zip(phs, prims)):
+        if p._prim is prim:
+            continue
+        found = next((a for a in _walk_inputs([p]) if a._prim is prim), None)
+        # Not read at all any more: any data-less stand-in will do.
+        out[i] = found if found is not None else placeholder(p._shape, p._dtype, "compile", p._stream)
+    return out
 
 
 def compile(fun: Optional[Callable] = None, inputs=None, outputs=None, shapeless: bool = False):  # noqa: A001

@@ -78,7 +78,7 @@ def _unflatten_call_rec(it, leaves):
     if head == "T":
         vals = [_unflatten_call_rec(it, leaves) for _ in range(tok[1])]
         cls = tok[2]
-        return tuple(vals) if cls is tuple else cls(*vals)
+        return _rebuild_tuple(cls, vals)
     if head == "D":
         return {k: _unflatten_call_rec(it, leaves) for k in tok[1]}
     raise AssertionError(tok)
@@ -113,7 +113,7 @@ def _unflatten_out_rec(s, it):
         return [_unflatten_out_rec(v, it) for v in s[1]]
     if head == "T":
         vals = [_unflatten_out_rec(v, it) for v in s[2]]
-        return tuple(vals) if s[1] is tuple else s[1](*vals)
+        return _rebuild_tuple(s[1], vals)
     return {k: _unflatten_out_rec(v, it) for k, v in s[1]}
 
 
@@ -164,7 +164,15 @@ def _tree_set(tree, path, value):
     if isinstance(tree, tuple):
         vals = list(tree)
         vals[k] = new
-        return tuple(vals) if type(tree) is tuple else type(tree)(*vals)
+        return _rebuild_tuple(type(tree), vals)
     if tree[k] is not new:
         tree[k] = new
     return tree
+
+
+def _rebuild_tuple(cls, vals: list) -> tuple:
+    """A tuple of class ``cls`` holding ``vals``: namedtuples take their fields as arguments,
+    other tuple subclasses one iterable."""
+    if cls is tuple:
+        return tuple(vals)
+    return cls(*vals) if hasattr(cls, "_fields") else cls(vals)
