@@ -38,6 +38,8 @@ from . import fft  # noqa: E402,F401
 from . import fast  # noqa: E402,F401
 from . import metal, cuda  # noqa: E402,F401
 from ..transforms import *  # noqa: E402,F401,F403
+from ..export import (FunctionExporter, export_function, export_to_dot, exporter,  # noqa: E402,F401
+                      import_function)
 
 from . import _methods  # noqa: E402
 
