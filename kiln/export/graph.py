@@ -25,6 +25,7 @@ from ..core.primitives.misc import Copy, Placeholder
 from ..transforms.compile import _flags as _compile_flags, _infer_shapes
 from ..transforms.tracing import keep_graph, placeholder
 
+_COPY = Copy()
 _BAD_INPUTS = ("Inputs can either be a variable number of positional and keyword arrays or a single "
                "tuple and/or dictionary of arrays.")
 
@@ -186,8 +187,11 @@ def trace_function(fun: Callable, pos: list, kw: dict, shapeless: bool) -> Trace
     kw_names = sorted(kw)
     examples = list(pos) + [kw[k] for k in kw_names]
     phs = [placeholder(a.shape, a.dtype, "export", a._stream) for a in examples]
-    ph_pos = phs[:len(pos)]
-    ph_kw = {k: p for k, p in zip(kw_names, phs[len(pos):])}
+    # The function gets a Copy of each placeholder: an in-place update inside
+    # it (``x += y``) rebinds that object, never the placeholder itself.
+    tracers = [_COPY.apply([p], p.shape, p.dtype) for p in phs]
+    ph_pos = tracers[:len(pos)]
+    ph_kw = {k: p for k, p in zip(kw_names, tracers[len(pos):])}
     with keep_graph(), _compile_off():
         out = fun(*ph_pos, **ph_kw)
     if isinstance(out, array):
@@ -269,7 +273,7 @@ def _record(phs, n_pos, kw_names, outs, shapeless) -> Trace:
     n_in = len(phs)
     for k, c in enumerate(const_arrays):
         val[id(c)] = n_in + k
-        consts.append(np.ascontiguousarray(np.asarray(c)))
+        consts.append(np.array(np.asarray(c), order="C"))  # (ascontiguousarray makes 0-d 1-d)
     nxt = n_in + len(const_arrays)
     nodes: list = []
     for node, group in applications(tape):
@@ -299,17 +303,21 @@ def _check_shapeless(t: Trace) -> None:
 
 
 def strip_copies(t: Trace) -> Trace:
-    """Drop ``Copy`` nodes (identities kiln's ops insert), renumbering nothing."""
+    """Drop ``Copy`` nodes (identities) and renumber node outputs densely."""
     alias: dict = {}
+    nxt = t.n_in + len(t.consts)
     kept = []
     for n in t.nodes:
         ins = tuple(alias.get(i, i) for i in n.ins)
         if type(n.op) is Copy and len(ins) == 1:
             alias[n.outs[0]] = ins[0]
             continue
-        n.ins = ins
+        outs = tuple(range(nxt, nxt + len(n.outs)))
+        nxt += len(n.outs)
+        for old, new in zip(n.outs, outs):
+            alias[old] = new
+        n.ins, n.outs = ins, outs
         kept.append(n)
     t.nodes = kept
     t.outputs = [alias.get(v, v) for v in t.outputs]
     return t
-
