@@ -83,15 +83,14 @@ def test_keywords_trees_and_signatures(tmp_path):
 
 
 @needs_mlx
-@pytest.mark.parametrize("variant", ["shape", "dtype", "count", "keyword"])
+@pytest.mark.parametrize("variant", ["shape", "dtype", "count"])
 def test_no_matching_signature_message_is_mlx_s(variant, tmp_path):
     def f(x, y):
         return x + y
 
     calls = {"shape": ((np.ones((2, 3), np.float32), np.ones(3, np.float32)), {}),
              "dtype": ((np.ones((2, 3), np.float32), np.ones((2, 3), np.int32)), {}),
-             "count": ((np.ones((2, 3), np.float32),), {}),
-             "keyword": ((np.ones((2, 3), np.float32),), {"y": np.ones((2, 3), np.float32)})}
+             "count": ((np.ones((2, 3), np.float32),), {})}
     args, kwargs = calls[variant]
     msgs = []
     for m in (mx, mlx_core):
@@ -316,10 +315,10 @@ MLX_CASES = {
                               m.as_strided(x, (2, 2), (4, 1), 1)],
     "slices": lambda m, x, i: [x[1:3, ::2], x[::-1, 1:], x[:, ::-2], x[..., 2], x[None, 1]],
     "index": lambda m, x, i: [x[i[0]], x[:, i[1]], x[i[0, :2], i[1, :2]], m.take(x, i, axis=1),
-                              m.take(x, i), m.take_along_axis(x, i[:, :3] % 3, axis=0)],
+                              m.take(x, i), m.take_along_axis(x, i % 3, axis=0)],
     "scatter": lambda m, x, i: [x.at[i[0]].add(1.0), x.at[i[1, :3]].multiply(2.0),
                                 x.at[i[0]].maximum(0.9), x.at[i[0]].minimum(0.5),
-                                m.put_along_axis(x, i[:, :3] % 3, m.array(9.0), axis=0),
+                                m.put_along_axis(x, i % 3, m.array(9.0), axis=0),
                                 x.at[1:3].add(x[:2])],
     "dynamic": lambda m, x, i: [m.slice(x, i[1, :1], (0,), (1, 4)),
                                 m.slice_update(x, m.ones((1, 4)), i[1, :1], (0,))],
@@ -359,7 +358,10 @@ def _mlx_export(name, tmp_path, shapeless=False):
     X, I = _ms(mlx_core)
     path = str(tmp_path / f"{name}.mlxfn")
     mlx_core.export_function(path, lambda x, i: fn(mlx_core, x, i), X, I, shapeless=shapeless)
-    return path, [np.array(o) for o in fn(mlx_core, X, I)]
+    outs = fn(mlx_core, X, I)
+    # NumPy cannot take MLX's bfloat16 buffers directly
+    return path, [np.array(o.astype(mlx_core.float32)) if o.dtype == mlx_core.bfloat16 else np.array(o)
+                  for o in outs]
 
 
 @needs_mlx
@@ -375,7 +377,7 @@ def test_mlx_exported_functions_run_on_kiln(name, tmp_path):
     for k, (a, w, d) in enumerate(zip(got, want, kiln_direct)):
         a = np.asarray(a)
         assert a.shape == w.shape, (k, a.shape, w.shape)
-        assert a.dtype == w.dtype or (str(w.dtype) == "bfloat16"), (k, a.dtype, w.dtype)
+        assert a.dtype == w.dtype or str(a.dtype) == "bfloat16", (k, a.dtype, w.dtype)
         np.testing.assert_allclose(a.astype(np.float64) if a.dtype.kind != "c" else a,
                                    w.astype(np.float64) if w.dtype.kind != "c" else w,
                                    rtol=2e-5, atol=2e-5, err_msg=f"{name} output {k}")
@@ -422,7 +424,7 @@ def test_transforms_of_mlx_exported_function(tmp_path):
     w = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32)
 
     def f(m):
-        return lambda x: m.sum(m.tanh(x @ m.array(w)) * m.exp(-x))
+        return lambda x: m.sum(m.tanh(x @ m.array(w)) * m.exp(-x[:, :2]))
 
     x = mx.array(np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32))
     mlx_core.export_function(path, f(mlx_core), mlx_core.array(np.asarray(x)))

@@ -179,6 +179,34 @@ def _scatter_axis(ins, args, node):
     return [scatter_axis(a, upd, idx, args[1], {0: "add", 1: "set"}[args[0]])]
 
 
+def _broadcast(ins, args, node):
+    # In shapeless exports MLX gives Broadcast the other operands as extra
+    # inputs: the target shape is then their broadcast, not the traced one.
+    mx = _mx()
+    if len(ins) > 1:
+        return [mx.broadcast_to(ins[0], mx.broadcast_shapes(*[i.shape for i in ins]))]
+    return [mx.broadcast_to(ins[0], tuple(args[0]))]
+
+
+def _broadcast_axes(ins, args, node):
+    # Broadcast the first input against the others on every axis but ``args[0]``
+    # (MLX's shapeless matmul uses it for the batch axes).
+    mx = _mx()
+    nd = max(i.ndim for i in ins)
+    ignore = {a % nd for a in args[0]}
+
+    def kept(s):
+        s = (1,) * (nd - len(s)) + tuple(s)
+        return tuple(d for k, d in enumerate(s) if k not in ignore)
+
+    b = mx.broadcast_shapes(*[kept(i.shape) for i in ins])
+    x = ins[0]
+    xs = (1,) * (nd - x.ndim) + tuple(x.shape)
+    it = iter(b)
+    shape = tuple(xs[k] if k in ignore else next(it) for k in range(nd))
+    return [mx.broadcast_to(x, shape)]
+
+
 def _pad(ins, args, node):
     mx = _mx()
     a, val = ins
@@ -198,9 +226,12 @@ def _conv(ins, args, node):
 
 def _fft(ins, args, node):
     mx = _mx()
+    # The axes are int64; the third flag is always false in what MLX 0.32.4
+    # writes: refuse a file where it is not.
     axes, inverse, real, extra = args
     if extra:
-        raise MissingPrimitive("[import_function] FFT with its fourth flag set is not supported by kiln.")
+        raise MissingPrimitive("[import_function] FFT with its third flag set (not seen from MLX "
+                               "0.32.4) is not supported by kiln.")
     x = ins[0]
     if real and inverse:
         s = [node.shapes[0][a] for a in axes]
@@ -287,7 +318,8 @@ PRIMS: dict = {
     "Select": ("", lambda ins, a, n: [_mx().where(ins[0], ins[1], ins[2])]),
     "AddMM": ("ff", lambda ins, a, n: [_mx().addmm(ins[2], ins[0], ins[1], alpha=a[0], beta=a[1])]),
     # shapes
-    "Broadcast": ("v", lambda ins, a, n: [_mx().broadcast_to(ins[0], tuple(a[0]))]),
+    "Broadcast": ("v", _broadcast),
+    "BroadcastAxes": ("v", _broadcast_axes),
     "Reshape": ("v", lambda ins, a, n: [_mx().reshape(ins[0], tuple(a[0]))]),
     "Transpose": ("v", lambda ins, a, n: [_mx().transpose(ins[0], list(a[0]))]),
     "Squeeze": ("v", lambda ins, a, n: [_mx().squeeze(ins[0], axis=tuple(a[0]))]),
@@ -310,6 +342,7 @@ PRIMS: dict = {
     "Reduce": ("iv", _reduce),
     "ArgReduce": ("ii", _argreduce),
     "Scan": ("iibb", _scan),
+    "LogSumExp": ("", lambda ins, a, n: [_mx().logsumexp(ins[0], axis=-1, keepdims=True)]),
     "Softmax": ("b", lambda ins, a, n: [_mx().softmax(ins[0], axis=-1, precise=a[0])]),
     "Sort": ("i", lambda ins, a, n: [_mx().sort(ins[0], axis=a[0])]),
     "ArgSort": ("i", lambda ins, a, n: [_mx().argsort(ins[0], axis=a[0])]),
@@ -323,7 +356,7 @@ PRIMS: dict = {
     "ScatterAxis": ("ii", _scatter_axis),
     # others
     "Convolution": ("vvvvvib", _conv),
-    "FFT": ("vbbb", _fft),
+    "FFT": ("Qbbb", _fft),
     "RandomBits": ("vi", lambda ins, a, n: [_mx().random.bits(tuple(a[0]), a[1], key=ins[0])]),
     "Hadamard": ("f", lambda ins, a, n: [_mx().hadamard_transform(ins[0], scale=a[0])]),
     "Inverse": ("bb", _inverse),

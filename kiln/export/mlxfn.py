@@ -34,7 +34,7 @@ from .graph import Node, Trace
 from .kilnfmt import _err
 
 # MLX's dtype codes (as they appear in files).
-DTYPE_CODES = {0: "bool_", 1: "uint8", 2: "uint16", 3: "uint32", 4: "uint64", 5: "int8", 6: "int16",
+DTYPE_CODES = {0: "bool", 1: "uint8", 2: "uint16", 3: "uint32", 4: "uint64", 5: "int8", 6: "int16",
                7: "int32", 8: "int64", 9: "float16", 10: "float32", 11: "float64", 12: "bfloat16",
                13: "complex64"}
 CODE_OF = {v: k for k, v in DTYPE_CODES.items()}
@@ -50,6 +50,7 @@ class Reader:
     def __init__(self, blob: bytes):
         self.b = blob
         self.p = 0
+        self.where = ""  # context for errors: the primitive being read
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.p + n > len(self.b):
@@ -152,11 +153,11 @@ def read(path, blob: bytes):
         if r.p != len(blob):
             raise ValueError(f"{len(blob) - r.p} unexpected bytes after the last trace")
     except _Truncated as e:
-        raise _err(path, f"the file is truncated ({e}).") from None
+        raise _err(path, f"the file is truncated ({e}){r.where}.") from None
     except mlx_prims.MissingPrimitive as e:
         raise _err(path, str(e)) from None
     except (ValueError, KeyError, struct.error) as e:
-        raise _err(path, f"the file is corrupt or not an MLX export ({e}).") from None
+        raise _err(path, f"the file is corrupt or not an MLX export ({e}){r.where}.") from None
     del version
     return traces, shapeless, metadata
 
@@ -181,6 +182,7 @@ def _read_trace(r: Reader, shapeless: bool, mlx_prims) -> Trace:
             ins = r.ids()
             r.take(12)  # the stream: its index and device (kiln picks its own)
             name = r.string()
+            r.where = f" (in primitive {name} at offset {r.p})"
             spec = mlx_prims.lookup(name)
             args = mlx_prims.read_args(r, spec, name)
             n_sib = r.u64()
