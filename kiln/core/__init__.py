@@ -40,6 +40,7 @@ from . import metal, cuda  # noqa: E402,F401
 from ..transforms import *  # noqa: E402,F401,F403
 from ..export import (FunctionExporter, export_function, export_to_dot, exporter,  # noqa: E402,F401
                       import_function)
+from ..ops.search import searchsorted  # noqa: E402,F401
 
 from . import _methods  # noqa: E402
 

@@ -242,10 +242,7 @@ def _fft(ins, args, node):
 
 
 def _searchsorted(ins, args, node):
-    mx = _mx()
-    a, v = ins
-    cmp = mx.less_equal if args[0] else mx.less
-    return [mx.sum(cmp(a, mx.expand_dims(v, -1)), axis=-1).astype(mx.uint32)]
+    return [_mx().searchsorted(ins[0], ins[1], side="right" if args[0] else "left")]
 
 
 def _arange(ins, args, node):
@@ -475,6 +472,8 @@ def describe_kiln(prim) -> tuple:
         return "Broadcast", [tuple(prim.shape)]
     if n == "Where":
         return "Select", []
+    if n == "SearchSorted":
+        return "SearchSorted", [prim.right]
     if n == "Inv":
         return "Inverse", [False, False]
     if n == "ArgReduce":

@@ -1,0 +1,1 @@
+"""Ops by family (the target layout; most still live in kiln/core/)."""

@@ -1,0 +1,1 @@
+"""Primitives by family (the target layout; most still live in kiln/core/primitives/)."""
