@@ -545,3 +545,27 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         mx.export_function(path, bad, mx.ones(3))
     assert open(path, "rb").read() == before
     assert sorted(os.listdir(tmp_path)) == ["f.kfn"]
+
+
+@pytest.mark.parametrize("shapeless", [False, True])
+def test_metal_kernel_is_recorded_not_run(shapeless, tmp_path):
+    k = mx.fast.metal_kernel(name="copy", input_names=["a"], output_names=["out"],
+                             source="out[0] = a[0];", compile_options={"math_mode": "safe"})
+
+    def call(a):
+        return k(inputs=[a], grid=(a.size, 1, 1), threadgroup=(2, 1, 1), output_shapes=[a.shape],
+                 output_dtypes=[a.dtype], stream=mx.gpu)[0]
+
+    path = str(tmp_path / "k.kfn")
+    mx.export_function(path, call, mx.zeros((2, 2)), shapeless=shapeless)
+    g = mx.import_function(path)
+    (n,) = g.traces[0].nodes
+    assert n.op.source == "out[0] = a[0];" and n.op.grid == (4, 1, 1)
+    if shapeless:
+        with pytest.raises(ValueError, match="no shape inference"):
+            g(mx.zeros((2, 2)))
+    else:
+        with pytest.raises(RuntimeError, match="No Metal back-end"):
+            mx.eval(g(mx.zeros((2, 2)))[0])
+    with pytest.raises(RuntimeError, match="No Metal back-end"):
+        call(mx.zeros((2, 2)))

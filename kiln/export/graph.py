@@ -22,8 +22,10 @@ from ..core.device import current_stream
 from ..core.graph import applications, eval_arrays
 from ..core.primitives.base import Primitive
 from ..core.primitives.misc import Copy, Placeholder
-from ..transforms.compile import _flags as _compile_flags, _infer_shapes
-from ..transforms.tracing import keep_graph, placeholder
+from ..core.primitives.base import broadcast_shapes
+from ..core.primitives.shape import BroadcastTo, Reshape
+from ..transforms.compile import _flags as _compile_flags
+from ..transforms.tracing import exporting, keep_graph, placeholder
 
 _COPY = Copy()
 _BAD_INPUTS = ("Inputs can either be a variable number of positional and keyword arrays or a single "
@@ -91,7 +93,7 @@ class Trace:
             if isinstance(op, Primitive):
                 st = ins[0]._stream if ins else stream
                 if self.shapeless:
-                    shapes = _infer_shapes(op, ins, node.outs, name)
+                    shapes = _infer_shapes(op, ins, name)
                 else:
                     shapes = node.shapes
                 if len(node.outs) == 1:
@@ -110,6 +112,42 @@ class Trace:
             label = str(k + 1) if k < self.n_pos else f'"{self.kw_names[k - self.n_pos]}"'
             lines.append(f"   {label}: {_fmt_shape(s)} {d.name}")
         return "\n".join(lines)
+
+
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _infer_shapes(prim, ins, name: str) -> list:
+    """Output shapes of ``prim`` on ``ins`` when a shapeless export is called."""
+    pname = type(prim).__name__
+    try:
+        shapes = [tuple(s) for s in prim.output_shapes(list(ins))]
+    except NotImplementedError:
+        raise ValueError(f"[{name}] This function was exported with shapeless=True, but {pname} has no "
+                         "shape inference: it can only be called with the exported shapes. Export it "
+                         "with shapeless=False.") from None
+    except ValueError as e:
+        raise ValueError(f"[{name}] Shapeless call failed at {pname} on input shapes "
+                         f"{', '.join(str(tuple(i.shape)) for i in ins)}: {e}") from None
+    t = type(prim)
+    if t is Reshape and _size(ins[0].shape) != _size(shapes[0]):
+        raise ValueError(f"[{name}] Cannot reshape array of size {_size(ins[0].shape)} into shape "
+                         f"{shapes[0]}: the function was exported with shapeless=True but reshapes to a "
+                         "shape fixed while tracing. Export it with shapeless=False.")
+    if t is BroadcastTo:
+        try:
+            ok = broadcast_shapes(tuple(ins[0].shape), shapes[0]) == shapes[0]
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"[{name}] Cannot broadcast shape {tuple(ins[0].shape)} to {shapes[0]}: the "
+                             "function was exported with shapeless=True but broadcasts to a shape fixed "
+                             "while tracing. Export it with shapeless=False.")
+    return shapes
 
 
 def _put(env: list, v: int, o) -> None:
@@ -192,7 +230,7 @@ def trace_function(fun: Callable, pos: list, kw: dict, shapeless: bool) -> Trace
     tracers = [_COPY.apply([p], p.shape, p.dtype) for p in phs]
     ph_pos = tracers[:len(pos)]
     ph_kw = {k: p for k, p in zip(kw_names, tracers[len(pos):])}
-    with keep_graph(), _compile_off():
+    with keep_graph(), exporting(), _compile_off():
         out = fun(*ph_pos, **ph_kw)
     if isinstance(out, array):
         outs = [out]
@@ -286,20 +324,9 @@ def _record(phs, n_pos, kw_names, outs, shapeless) -> Trace:
     t = Trace(n_pos, kw_names, [p._shape for p in phs], [p._dtype for p in phs], consts, nodes,
               [val[id(resolve(o))] for o in outs], shapeless)
     t.const_dtypes = [c._dtype for c in const_arrays]
-    if shapeless:
-        _check_shapeless(t)
+    # As in MLX, a shapeless export is not replayed here: a primitive without a
+    # shape rule (a custom kernel) fails when the imported function is called.
     return t
-
-
-def _check_shapeless(t: Trace) -> None:
-    """Replay on placeholders of the traced shapes: every primitive needs a shape rule."""
-    phs = [placeholder(s, d, "export") for s, d in zip(t.in_shapes, t.in_dtypes)]
-    pos, kw = phs[:t.n_pos], dict(zip(t.kw_names, phs[t.n_pos:]))
-    t._const_arrays = [placeholder(c.shape, d, "export") for c, d in zip(t.consts, t.const_dtypes)]
-    try:
-        t.replay(pos, kw, "export_function")
-    finally:
-        t._const_arrays = None
 
 
 def strip_copies(t: Trace) -> Trace:
