@@ -569,3 +569,62 @@ def test_metal_kernel_is_recorded_not_run(shapeless, tmp_path):
             mx.eval(g(mx.zeros((2, 2)))[0])
     with pytest.raises(RuntimeError, match="No Metal back-end"):
         call(mx.zeros((2, 2)))
+
+
+# ---------------------------------------------------------------- files kiln writes for the real MLX
+_W = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+KILN_TO_MLX = {
+    "elementwise": lambda x: [mx.sin(x) * 2 + mx.log(x) - mx.sqrt(x) / mx.rsqrt(x + 1), mx.log2(x),
+                              mx.log10(x), mx.abs(-x), mx.exp(x), mx.tanh(x), mx.sigmoid(x), mx.erf(x),
+                              mx.floor(x * 3), mx.maximum(x, 0.5), x ** 2.5, x // 0.3, x % 0.3,
+                              mx.arctan2(x, x + 1), mx.logaddexp(x, x), mx.isnan(x / 0), mx.isinf(1 / (x - 1)),
+                              mx.isfinite(mx.log(x - 1)), mx.isposinf(1 / x), mx.isneginf(-1 / x)],
+    "compare_cast": lambda x: [x > 1, mx.equal(x, x), (x < 0.5) | (x > 1.2), mx.logical_not(x > 1),
+                               x.astype(mx.int32), x.astype(mx.bfloat16), (x * 10).astype(mx.int32) & 3,
+                               (x * 10).astype(mx.int32) << 1, mx.where(x > 1, x, -x)],
+    "broadcast": lambda x: [x + mx.array([1.0, 2.0, 3.0, 4.0]) * mx.array(3.0), x[:, :1] * x],
+    "mlp": lambda x: mx.maximum(x @ mx.array(_W), 0).sum(axis=1),
+    "batched_matmul": lambda x: mx.stack([x, 2 * x]) @ mx.array(_W),
+    "reduce": lambda x: [mx.sum(x, 0), mx.max(x, axis=1, keepdims=True), mx.argmax(x, 1), mx.mean(x),
+                         mx.softmax(x, -1), mx.cumsum(x, 1), mx.cummax(x, 0, reverse=True), mx.all(x > 0),
+                         mx.logsumexp(x, 1), mx.prod(x, (0, 1))],
+    "shape": lambda x: [x.reshape(2, 6), x.T, x[1:3, ::2], x[::-1, 2::-2], x[:, ::-1],
+                        mx.concatenate([x, x], 0), mx.pad(x, 1), mx.broadcast_to(x[None], (2, 3, 4)),
+                        mx.squeeze(x[None]), mx.flatten(x)],
+    "conv": lambda x: [mx.conv1d(x[None], mx.ones((2, 3, 4)), stride=2, padding=1),
+                       mx.conv2d(x[None, :, :, None], mx.ones((2, 2, 2, 1)), padding=(1, 0))],
+    "sort": lambda x: [mx.sort(x, 0), mx.argsort(x, 1), mx.partition(x, 1, 1), *mx.divmod(x, 0.3),
+                       mx.searchsorted(mx.sort(x[0]), x)],
+    "random": lambda x: x + mx.random.uniform(shape=(3, 4), key=mx.random.key(1)),
+}
+
+
+@needs_mlx
+@pytest.mark.parametrize("name", sorted(KILN_TO_MLX))
+def test_kiln_writes_files_mlx_imports(name, tmp_path):
+    from kiln.export import export_mlx_function
+
+    f = KILN_TO_MLX[name]
+    X = np.arange(1, 13, dtype=np.float32).reshape(3, 4) / 7
+    path = str(tmp_path / f"{name}.mlxfn")
+    export_mlx_function(path, f, mx.array(X), metadata="from kiln")
+    g, md = mlx_core.import_function(path, return_metadata=True)
+    assert md == "from kiln"
+    got = g(mlx_core.array(X))
+    want = _flat(f(mx.array(X)))
+    assert len(got) == len(want)
+    for a, w in zip(got, want):
+        assert str(a.dtype).rsplit(".", 1)[-1] == w.dtype.name
+        a = np.array(a.astype(mlx_core.float32)) if a.dtype == mlx_core.bfloat16 else np.array(a)
+        np.testing.assert_allclose(a.astype(np.float64), np.asarray(w).astype(np.float64), rtol=1e-5, atol=1e-5)
+    # and kiln reads its own .mlxfn back
+    _assert_same(list(mx.import_function(path)(mx.array(X))), want)
+
+
+def test_mlx_writer_names_unsupported_primitive(tmp_path):
+    from kiln.export import export_mlx_function
+
+    path = str(tmp_path / "g.mlxfn")
+    with pytest.raises(ValueError, match="Gather"):
+        export_mlx_function(path, lambda x, i: x[i], mx.ones((3, 2)), mx.array([0, 2]))
+    assert not os.path.exists(path)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional, Union
 
-from . import kilnfmt, mlxfn
+from . import kilnfmt, mlx_write, mlxfn
 from .graph import describe_call, split_arguments, strip_copies, trace_function
 
-__all__ = ["export_function", "import_function", "exporter", "FunctionExporter", "ImportedFunction"]
+__all__ = ["export_function", "import_function", "exporter", "FunctionExporter", "ImportedFunction",
+           "export_mlx_function"]
 
 
 def _check_metadata(metadata, callback: bool) -> str:
@@ -120,6 +121,21 @@ def export_function(file_or_callback: Union[str, os.PathLike, Callable], fun: Ca
         ex(*args, **kwargs)
     finally:
         ex.close()
+
+
+def export_mlx_function(file, fun: Callable, *args, metadata: Optional[str] = None, **kwargs) -> None:
+    """Export a function in MLX's ``.mlxfn`` format, for the real MLX's ``mx.import_function``.
+
+    Same arguments as ``export_function`` (without ``shapeless``). The traced
+    primitives must have MLX counterparts in kiln's writer (elementwise,
+    reductions, scans, shapes, slices, concatenate, pad, matmul, convolution,
+    sorting, random bits, searchsorted); otherwise a ValueError names the
+    primitive and nothing is written.
+    """
+    md = _check_metadata(metadata, False)
+    pos, kw = split_arguments(args, kwargs, "export_mlx_function")
+    t = strip_copies(trace_function(fun, pos, kw, False))
+    mlx_write.write(file, [t], md)
 
 
 class ImportedFunction:
