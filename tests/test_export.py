@@ -349,9 +349,21 @@ MLX_CASES = {
                                m.linalg.qr(x, stream=m.cpu)[1].abs(), m.linalg.svd(x, compute_uv=False, stream=m.cpu),
                                m.linalg.eigvalsh(x[:, :3] @ x[:, :3].T, stream=m.cpu),
                                m.linalg.norm(x), m.linalg.cross(x[:, :3], x[:, 1:])],
+    "more": lambda m, x, i: [m.hadamard_transform(m.concatenate([x, x], 1), scale=0.25),
+                             m.linalg.eigh(x[:, :3] @ x[:, :3].T, stream=m.cpu)[0],
+                             m.abs(m.linalg.eigh(x[:, :3] @ x[:, :3].T, UPLO="U", stream=m.cpu)[1]),
+                             m.linalg.svd(x, stream=m.cpu)[1], m.conjugate(x.astype(m.complex64)),
+                             m.real(m.linalg.eigvals(x[:, :3] @ x[:, :3].T + m.eye(3), stream=m.cpu)),
+                             *m.depends([x * 2], [x + 1]), _set_rows(x, i[0, :2])],
     "nn": lambda m, x, i: [m.maximum(x, 0) * m.sigmoid(x), m.clip(x, 0.2, 0.9), m.nan_to_num(m.log(x - 1)),
                            m.stop_gradient(x) * 2, m.isnan(x), m.isinf(x / 0)],
 }
+
+
+def _set_rows(x, idx):
+    y = x * 1
+    y[idx] = 5.0
+    return y
 
 
 def _mlx_export(name, tmp_path, shapeless=False):
@@ -401,6 +413,19 @@ def test_mlx_multi_trace_kwargs_shapeless_metadata(tmp_path):
     a, b = mx.array([1.0, 2.0, 3.0]), mx.array([1.0, 1.0, 1.0])
     _assert_same(list(g(a, b)), [a + b])
     _assert_same(list(g(a, b, z=b * 3)), [(a + b) * 3])
+
+
+@needs_mlx
+def test_mlx_constants_shared_between_traces(tmp_path):
+    path = str(tmp_path / "c.mlxfn")
+    c = mlx_core.array(np.arange(2048, dtype=np.float32).reshape(8, 256))
+    mlx_core.eval(c)
+    with mlx_core.exporter(path, lambda *a: c * 2 + sum(a)) as ex:
+        for k in range(4):
+            ex(*[mlx_core.array(1.0)] * k)
+    g = mx.import_function(path)
+    for k in range(4):
+        np.testing.assert_array_equal(np.asarray(g(*[mx.array(3.0)] * k)[0]), np.array(c) * 2 + 3.0 * k)
 
 
 @needs_mlx

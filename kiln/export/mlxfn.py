@@ -17,6 +17,7 @@ uint32 code and a uint8 item size. A file is:
                    (no siblings) shape, dtype  or  vector<uint64> output ids,
                    vector<shape>, vector<dtype>
         otherwise: uint8 is_constant; a constant: shape, dtype, raw bytes
+                   (only the first time its id appears in the file)
 
 Each MLX primitive name maps (``mlx_prims.PRIMS``) to an argument schema and
 a builder that makes the same computation from kiln's public ops, so an
@@ -149,7 +150,8 @@ def read(path, blob: bytes):
             raise ValueError(f"negative trace count {n_traces}")
         shapeless = r.boolean()
         metadata = r.string()
-        traces = [_read_trace(r, shapeless, mlx_prims) for _ in range(n_traces)]
+        file_consts: dict = {}  # MLX stores a constant once per file: later traces name its id only
+        traces = [_read_trace(r, shapeless, mlx_prims, file_consts) for _ in range(n_traces)]
         if r.p != len(blob):
             raise ValueError(f"{len(blob) - r.p} unexpected bytes after the last trace")
     except _Truncated as e:
@@ -162,7 +164,7 @@ def read(path, blob: bytes):
     return traces, shapeless, metadata
 
 
-def _read_trace(r: Reader, shapeless: bool, mlx_prims) -> Trace:
+def _read_trace(r: Reader, shapeless: bool, mlx_prims, file_consts: dict) -> Trace:
     kw_names = [r.string() for _ in range(r.count(8))]
     in_ids = r.ids()
     n_sig = r.count(13)
@@ -196,11 +198,16 @@ def _read_trace(r: Reader, shapeless: bool, mlx_prims) -> Trace:
                     raise ValueError(f"{name}: output counts disagree")
             entries.append((spec, name, args, ins, ids, shapes, dtypes))
         elif r.boolean():
-            shape = r.shape()
-            d = r.dtype()
-            n = math.prod(shape)
-            raw = r.take(n * d.size)
-            pending.append((aid, np.frombuffer(raw, d.np, n).reshape(shape), d))
+            if aid in file_consts:
+                buf, d = file_consts[aid]
+            else:
+                shape = r.shape()
+                d = r.dtype()
+                n = math.prod(shape)
+                raw = r.take(n * d.size)
+                buf = np.frombuffer(raw, d.np, n).reshape(shape)
+                file_consts[aid] = (buf, d)
+            pending.append((aid, buf, d))
         elif aid not in val:
             raise ValueError(f"tape entry {aid:#x} is neither an input, a constant nor a primitive")
     n_in = len(in_ids)
