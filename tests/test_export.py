@@ -325,7 +325,10 @@ MLX_CASES = {
                                 m.slice_update(x, m.ones((1, 4)), i[1, :1], (0,))],
     "matmul": lambda m, x, i: [x @ x.T, m.addmm(m.ones((3, 3)), x, x.T, alpha=0.5, beta=2.0),
                                m.einsum("ij,kj->ik", x, x), m.tensordot(x, x, ([1], [1])),
-                               m.outer(x[0], x[1]), m.inner(x, x)],
+                               m.outer(x[0], x[1]), m.inner(x, x),
+                               m.gather_mm(x[None], m.ones((2, 4, 2)), rhs_indices=m.array([1])),
+                               m.gather_mm(m.stack([x, 2 * x]), m.ones((2, 4, 2)), lhs_indices=m.array([1, 0]),
+                                           rhs_indices=m.array([0, 1]), sorted_indices=False)],
     "creation": lambda m, x, i: [x + m.arange(4.0), x * m.ones((3, 4)), x + m.full((4,), 2.0), m.eye(3) @ x,
                                  x + m.linspace(0, 1, 4)],
     "conv": lambda m, x, i: [m.conv1d(x[None], m.ones((2, 3, 4)) / 5, stride=2, padding=1),
@@ -413,6 +416,28 @@ def test_mlx_multi_trace_kwargs_shapeless_metadata(tmp_path):
     a, b = mx.array([1.0, 2.0, 3.0]), mx.array([1.0, 1.0, 1.0])
     _assert_same(list(g(a, b)), [a + b])
     _assert_same(list(g(a, b, z=b * 3)), [(a + b) * 3])
+
+
+@needs_mlx
+def test_mlx_shapeless_means_and_slices(tmp_path):
+    path = str(tmp_path / "s.mlxfn")
+
+    def f(m):
+        return lambda x: [m.mean(x, axis=1), m.var(x), x.reshape(-1), m.softmax(x, -1),
+                          m.fast.layer_norm(x, m.ones(x.shape[-1:]), m.zeros(x.shape[-1:]), 1e-5)]
+
+    mlx_core.export_function(path, f(mlx_core), mlx_core.ones((3, 4)), shapeless=True)
+    g = mx.import_function(path)
+    for shape in ((3, 4), (5, 4), (2, 4)):
+        x = np.random.default_rng(shape[0]).standard_normal(shape).astype(np.float32)
+        for a, w in zip(g(mx.array(x)), f(mx)(mx.array(x))):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(w), rtol=1e-5, atol=1e-5)
+    # Slices record absolute bounds: like MLX's own import, other shapes are refused.
+    mlx_core.export_function(path, lambda x: x[:, 1:] - x[:, :-1], mlx_core.ones((3, 4)), shapeless=True)
+    g = mx.import_function(path)
+    _assert_same(list(g(mx.ones((3, 4)))), [mx.zeros((3, 3))])
+    with pytest.raises(ValueError, match="cannot infer output shapes"):
+        g(mx.ones((5, 4)))
 
 
 @needs_mlx

@@ -245,6 +245,23 @@ def _searchsorted(ins, args, node):
     return [_mx().searchsorted(ins[0], ins[1], side="right" if args[0] else "left")]
 
 
+def _number_of_elements(ins, args, node):
+    # The product of the input's sizes along ``axes`` (or its inverse), as ``dtype``;
+    # shapeless files use it for means so the count follows the call's shapes.
+    mx = _mx()
+    axes, inverted, dtype = args
+    n = 1
+    for a in axes:
+        n *= ins[0].shape[a]
+    return [mx.array(1.0 / n if inverted else n, dtype=dtype)]
+
+
+def _gather_mm(ins, args, node):
+    mx = _mx()
+    a, b, li, ri = ins
+    return [mx.gather_mm(a, b, li, ri, sorted_indices=args[1])]
+
+
 def _arange(ins, args, node):
     mx = _mx()
     return [mx.arange(args[0], args[1], args[2], dtype=node.dtypes[0])]
@@ -313,6 +330,7 @@ PRIMS: dict = {
     "BitwiseBinary": ("i", _bitwise),
     "DivMod": ("", lambda ins, a, n: list(_mx().divmod(ins[0], ins[1]))),
     "Select": ("", lambda ins, a, n: [_mx().where(ins[0], ins[1], ins[2])]),
+    "GatherMM": ("bb", _gather_mm),
     "AddMM": ("ff", lambda ins, a, n: [_mx().addmm(ins[2], ins[0], ins[1], alpha=a[0], beta=a[1])]),
     # shapes
     "Broadcast": ("v", _broadcast),
@@ -333,6 +351,7 @@ PRIMS: dict = {
     "Split": ("vi", lambda ins, a, n: list(_mx().split(ins[0], list(a[0]), axis=a[1]))),
     "AsStrided": ("vQq", lambda ins, a, n: [_mx().as_strided(ins[0], tuple(a[0]), tuple(a[1]), a[2])]),
     "Full": ("", _full),
+    "NumberOfElements": ("vbd", _number_of_elements),
     "Arange": ("FFF", _arange),
     "Depends": ("", lambda ins, a, n: list(ins[:len(n.outs)])),
     # reductions, scans, sorting
@@ -366,7 +385,7 @@ PRIMS: dict = {
 
 # Primitives MLX writes whose arguments we know but kiln cannot run yet (named at import).
 KNOWN_MISSING = {
-    "Quantize": "iiib", "QuantizedMatmul": "iiib", "GatherQMM": "iiibb", "GatherMM": "",
+    "Quantize": "iiib", "QuantizedMatmul": "iiib", "GatherQMM": "iiibb",
 }
 
 
@@ -409,18 +428,31 @@ def read_args(r, spec, name: str) -> list:
     return out
 
 
+# Primitives whose recorded arguments hold absolute shapes/indices (MLX cannot
+# replay them on other shapes either).
+_FIXED_SHAPE = {"Slice", "SliceUpdate", "Gather", "Scatter", "DynamicSlice", "AsStrided", "Split",
+                "Pad", "Full", "Arange", "RandomBits"}
+
+
 class MlxOp:
     """One MLX primitive application: rebuilt with kiln ops when the function is called."""
 
-    __slots__ = ("spec", "name", "args")
+    __slots__ = ("spec", "name", "args", "in_shapes")
 
-    def __init__(self, spec, name: str, args: list):
+    def __init__(self, spec, name: str, args: list, in_shapes=None):
         self.spec = spec
         self.name = name
         self.args = args
+        self.in_shapes = in_shapes  # input shapes when MLX traced it
 
     def build(self, ins, node, shapeless: bool) -> list:
         mx = _mx()
+        if shapeless and self.name in _FIXED_SHAPE and self.in_shapes is not None and \
+                [tuple(i.shape) for i in ins] != [tuple(s) for s in self.in_shapes]:
+            # MLX's own import refuses these too ("cannot infer output shapes").
+            raise ValueError(f"[import_function] {self.name} cannot infer output shapes: the MLX "
+                             "function was exported with shapeless=True and can only be called with "
+                             "the input shapes it was traced with at this primitive.")
         outs = self.spec[1](ins, self.args, node)
         if len(outs) != len(node.outs):
             raise ValueError(f"[import_function] {self.name} gave {len(outs)} outputs, the file "

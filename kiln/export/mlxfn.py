@@ -217,16 +217,21 @@ def _read_trace(r: Reader, shapeless: bool, mlx_prims, file_consts: dict) -> Tra
         const_dtypes.append(d)
     nxt = n_in + len(consts)
     nodes = []
+    shape_of = {k: s for k, (s, _) in enumerate(sig)}
+    for k, c in enumerate(consts):
+        shape_of[n_in + k] = tuple(c.shape)
     for spec, name, args, ins, ids, shapes, dtypes in entries:
         try:
             in_v = [val[i] for i in ins]
         except KeyError:
             raise ValueError(f"{name} reads an array defined after it") from None
+        op = mlx_prims.MlxOp(spec, name, args, [shape_of[v] for v in in_v])
         outs = list(range(nxt, nxt + len(ids)))
         nxt += len(ids)
-        for i, v in zip(ids, outs):
+        for i, v, sh in zip(ids, outs, shapes):
             val[i] = v
-        nodes.append(Node(mlx_prims.MlxOp(spec, name, args), in_v, outs, shapes, dtypes))
+            shape_of[v] = tuple(sh)
+        nodes.append(Node(op, in_v, outs, shapes, dtypes))
     try:
         outputs = [val[i] for i in out_ids]
     except KeyError:
