@@ -129,8 +129,8 @@ def export_mlx_function(file, fun: Callable, *args, metadata: Optional[str] = No
     Same arguments as ``export_function`` (without ``shapeless``). The traced
     primitives must have MLX counterparts in kiln's writer (elementwise,
     reductions, scans, shapes, slices, concatenate, pad, matmul, convolution,
-    sorting, random bits, searchsorted); otherwise a ValueError names the
-    primitive and nothing is written.
+    sorting, random bits, searchsorted, gathers and scatters); otherwise a
+    ValueError names the primitive and nothing is written.
     """
     md = _check_metadata(metadata, False)
     pos, kw = split_arguments(args, kwargs, "export_mlx_function")

@@ -183,6 +183,51 @@ def _emit(tape: _Tape, node, ins, info) -> list:
         info[a] = (tuple(xs), xd)
         inf = const(float("inf"), xd, xs)
         return one("Equal", "b", [False], [a, inf]) if n == "IsInf" else one("Less", xs=[a, inf])
+    def prim1(name, schema, args, xs, s, d):
+        j = tape.prim(name, schema, list(args), xs, [tuple(s)], [d])[0]
+        info[j] = (tuple(s), d)
+        return j
+
+    if n in ("Gather", "Scatter"):
+        # kiln keeps NumPy's index layout (index dims at the first indexed axis
+        # when the axes are consecutive, else first); MLX's puts them first and
+        # keeps a size-1 slice dim per indexed axis.
+        x = ins[0]
+        xs, xd = info[x]
+        axes = list(prim.axes)
+        idx = ins[1:] if n == "Gather" else ins[2:]
+        ishape = tuple(info[idx[0]][0])
+        rest = [k for k in range(len(xs)) if k not in axes]
+        k, m_ = len(ishape), len(rest)
+        p = axes[0] if all(b - a == 1 for a, b in zip(axes, axes[1:])) else 0
+        perm = list(range(k, k + p)) + list(range(k)) + list(range(k + p, k + m_))  # MLX -> kiln
+        sizes = [1 if d in axes else xs[d] for d in range(len(xs))]
+        flat = ishape + tuple(xs[d] for d in rest)
+        if n == "Gather":
+            g = prim1("Gather", "vv", [axes, sizes], [x] + list(idx), ishape + tuple(sizes), xd)
+            r = prim1("Reshape", "v", [flat], [g], flat, xd)
+            if perm == list(range(len(perm))):
+                return [r]
+            return tape.prim("Transpose", "v", [perm], [r], [tuple(shape)], [dt])
+        u = ins[1]
+        inv = [0] * len(perm)
+        for a, b in enumerate(perm):
+            inv[b] = a
+        if inv != list(range(len(inv))):
+            u = prim1("Transpose", "v", [inv], [u], flat, info[u][1])
+        u = prim1("Reshape", "v", [ishape + tuple(sizes)], [u], ishape + tuple(sizes), info[u][1])
+        mode = {"max": 0, "min": 1, "add": 2, "prod": 3, "set": 4}[prim.mode]
+        return one("Scatter", "iv", [mode, axes], [x] + list(idx) + [u])
+    if n == "GatherAxis":
+        x, idx = ins
+        xs = info[x][0]
+        ax = prim.axis % len(xs)
+        x = bcast(x, tuple(xs[ax] if k == ax else s_ for k, s_ in enumerate(shape)))
+        return one("GatherAxis", "i", [ax], [x, bcast(idx, shape)])
+    if n == "ScatterAxis":
+        x, u, idx = ins
+        ax = prim.axis % len(info[x][0])
+        return one("ScatterAxis", "ii", [{"add": 0, "set": 1}[prim.mode], ax], [x, idx, u])
     if n in ("Copy", "StopGradient"):
         return [ins[0]]
     if n in _UNARY:
