@@ -651,8 +651,16 @@ KILN_TO_MLX = {
                                  mx.take_along_axis(x, mx.array([[0, 2, 1, 0]]), axis=0),
                                  mx.put_along_axis(x, mx.array([[0, 2, 1, 0]]), mx.array(7.0), axis=0),
                                  x.at[mx.array([0, 0, 2])].add(1.0), x.at[:, mx.array([1, 2])].multiply(3.0),
-                                 _set_rows(x, mx.array([1]))],
+                                 _set_rows(x, mx.array([1])), _set_box(x)],
 }
+
+
+def _set_box(x):
+    y = x * 1
+    y[1:3, ::2] = 4.0
+    y[0] = mx.array([1.0, 2.0, 3.0, 4.0])
+    y[::-1, 1] = mx.array([7.0, 8.0, 9.0])
+    return y
 
 
 @needs_mlx

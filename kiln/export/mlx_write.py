@@ -278,6 +278,14 @@ def _emit(tape: _Tape, node, ins, info) -> list:
             start, step = prim.start, prim.strides
             stop = [-(d + 1) if (e < 0 and st < 0) else e for e, st, d in zip(prim.stop, step, x_shape)]
         return one("Slice", "vvv", [tuple(start), tuple(stop), tuple(step)])
+    if n == "SliceUpdate":
+        x, u = ins
+        xs = info[x][0]
+        stop = [-(d + 1) if (e < 0 and st < 0) else e for e, st, d in zip(prim.stop, prim.strides, xs)]
+        box = tuple(len(range(*slice(b, None if (e < 0 and st < 0) else e, st).indices(d)))
+                    for b, e, st, d in zip(prim.start, prim.stop, prim.strides, xs))
+        return one("SliceUpdate", "ivvv", [4, tuple(prim.start), tuple(stop), tuple(prim.strides)],
+                   [x, bcast(u, box)])
     if n == "Flip":
         x_shape = info[ins[0]][0]
         axes = {a % len(x_shape) for a in prim.axes}
