@@ -165,6 +165,19 @@ def test_in_place_update_inside_exported_function(tmp_path):
     _assert_same([x], [mx.array([1, 2])])  # the example array was not touched
 
 
+def test_outputs_that_are_inputs_or_constants_are_new_arrays(tmp_path):
+    path = str(tmp_path / "f.kfn")
+    c = mx.array([1.0, 2.0])
+    mx.export_function(path, lambda x: (x, c), mx.zeros(2))
+    g = mx.import_function(path)
+    x = mx.array([5.0, 6.0])
+    a, b = g(x)
+    a += 1
+    b += 1
+    _assert_same(list(g(x)), [mx.array([5.0, 6.0]), mx.array([1.0, 2.0])])
+    _assert_same([x], [mx.array([5.0, 6.0])])
+
+
 def test_bad_inputs_and_outputs(tmp_path):
     path = str(tmp_path / "f.kfn")
     with pytest.raises(ValueError, match="Inputs can either"):
@@ -692,3 +705,25 @@ def test_mlx_writer_names_unsupported_primitive(tmp_path):
     with pytest.raises(ValueError, match="FFT"):
         export_mlx_function(path, lambda x: mx.fft.fft(x), mx.ones((3, 2)))
     assert not os.path.exists(path)
+
+
+@needs_mlx
+def test_random_damage_never_crashes(tmp_path):
+    """Flipped bytes in either format: a clean import or a ValueError naming the file, nothing else."""
+    kpath = str(tmp_path / "k.kfn")
+    mpath = str(tmp_path / "m.mlxfn")
+    mx.export_function(kpath, lambda x: mx.sum(mx.sin(x) * mx.arange(4.0), axis=0), mx.ones((2, 4)))
+    mlx_core.export_function(mpath, lambda x: mlx_core.sum(mlx_core.sin(x) * mlx_core.arange(4.0), axis=0),
+                             mlx_core.ones((2, 4)))
+    rng = np.random.default_rng(0)
+    for src in (kpath, mpath):
+        blob = open(src, "rb").read()
+        for k in range(150):
+            bad = bytearray(blob)
+            for _ in range(int(rng.integers(1, 4))):
+                bad[int(rng.integers(len(bad)))] = int(rng.integers(256))
+            p = _write(tmp_path, bytes(bad), f"d{k}" + os.path.splitext(src)[1])
+            try:
+                mx.import_function(p)
+            except ValueError as e:
+                assert p in str(e)

@@ -104,7 +104,11 @@ class Trace:
                 outs = op.build(ins, node, self.shapeless)
             for v, o in zip(node.outs, outs):
                 _put(env, v, o)
-        return [env[v] for v in self.outputs]
+        # An output that is an input or a constant is handed out as a new array
+        # object: an in-place update of it (``out += 1``) must not rebind the
+        # caller's input or the cached constant.
+        n_leaf = self.n_in + len(self.consts)
+        return [array(env[v]) if v < n_leaf else env[v] for v in self.outputs]
 
     def describe(self) -> str:
         lines = [f"Function with {self.n_pos} positional inputs and {len(self.kw_names)} keyword inputs:"]
