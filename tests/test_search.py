@@ -28,16 +28,25 @@ def test_values_match_numpy_and_mlx(side, k, j):
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_vmap_over_values_and_sequences(side):
-    seqs = np.sort(np.random.default_rng(0).integers(0, 6, (3, 5)), axis=1).astype(np.float32)
+def test_vmap_over_values_and_compile(side):
+    seq = np.sort(np.random.default_rng(0).integers(0, 6, 5)).astype(np.float32)
     vals = np.random.default_rng(1).integers(-1, 7, (3, 4)).astype(np.float32)
     f = lambda a, v: mx.searchsorted(a, v, side=side)  # noqa: E731
-    loop = np.stack([np.searchsorted(s, v, side=side) for s, v in zip(seqs, vals)])
-    np.testing.assert_array_equal(np.asarray(mx.vmap(f)(mx.array(seqs), mx.array(vals))), loop)
-    one = np.stack([np.searchsorted(seqs[0], v, side=side) for v in vals])
-    np.testing.assert_array_equal(np.asarray(mx.vmap(f, in_axes=(None, 0))(mx.array(seqs[0]), mx.array(vals))), one)
-    np.testing.assert_array_equal(np.asarray(mx.compile(f)(mx.array(seqs[0]), mx.array(vals))),
-                                  np.searchsorted(seqs[0], vals, side=side))
+    loop = np.stack([np.searchsorted(seq, v, side=side) for v in vals])
+    np.testing.assert_array_equal(np.asarray(mx.vmap(f, in_axes=(None, 0))(mx.array(seq), mx.array(vals))), loop)
+    np.testing.assert_array_equal(np.asarray(mx.vmap(f, in_axes=(None, 1))(mx.array(seq), mx.array(vals))), loop.T)
+    np.testing.assert_array_equal(np.asarray(mx.compile(f)(mx.array(seq), mx.array(vals))),
+                                  np.searchsorted(seq, vals, side=side))
+
+
+@needs_mlx
+def test_vmap_over_sequences_is_refused_as_in_mlx():
+    msgs = []
+    for m in (mx, mlx_core):
+        with pytest.raises(ValueError) as e:
+            m.vmap(lambda s: m.searchsorted(s, m.array([1.0])))(m.zeros((3, 4)))
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1]
 
 
 def test_gradient_is_zero():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import kiln.core as mx
-from kiln.core.primitives.base import Primitive, primitive, to_front
+from kiln.core.primitives.base import Primitive, primitive
 
 
 @primitive
@@ -28,15 +28,11 @@ class SearchSorted(Primitive):
     def vmap(self, inputs, axes):
         a, v = inputs
         ax_a, ax_v = axes
-        if ax_a is None:
-            return [self.apply([a, v], v.shape, mx.uint32)], [ax_v]
-        # A batch of sequences: count by comparison (each row has its own sequence).
-        a = to_front(a, ax_a)
-        v = to_front(v, ax_v) if ax_v is not None else mx.broadcast_to(v, (a.shape[0],) + v.shape)
-        rows = mx.reshape(a, (a.shape[0],) + (1,) * (v.ndim - 1) + (a.shape[1],))
-        cmp = mx.less_equal if self.right else mx.less
-        # NaN in the sequence sorts last: it is never "less than" a value.
-        return [mx.sum(cmp(rows, mx.expand_dims(v, -1)), axis=-1).astype(mx.uint32)], [0]
+        if ax_a is not None:
+            # As MLX: a batch of sequences is refused (each row would need its own search).
+            raise ValueError("[searchsorted] Cannot vmap over the sorted sequence, only over the values "
+                             "being searched for.")
+        return [self.apply([a, v], v.shape, mx.uint32)], [ax_v]
 
     def output_shapes(self, inputs):
         return [inputs[1].shape]
