@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing), installs kiln with its test dependencies, runs the tests.
+# Creates .venv (if missing), installs kiln with its test dependencies, checks the import
+# contract, runs the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -11,4 +12,6 @@ fi
 export KILN_CHECK=1
 # Two pytest workers on two cores: one BLAS thread each avoids oversubscription.
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# The floors' contract (pyproject.toml [tool.importlinter]): a back edge fails before any test runs.
+.venv/bin/lint-imports
 exec .venv/bin/python -m pytest -n 2 "$@"

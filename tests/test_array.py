@@ -158,8 +158,6 @@ def test_memory_api():
 
 
 def test_setitem_rebinds_but_lazy_consumers_keep_old_value():
-    if not hasattr(mx, "_setitem"):
-        pytest.skip("indexing not built yet")
     x = mx.array([1.0, 2.0, 3.0])
     y = x * 2  # lazy; must see the old x
     alias = x
@@ -185,7 +183,7 @@ def test_inplace_operators_rebind():
 def test_refcount_baseline():
     # A heap scan for lazy consumers happens only when something besides the
     # caller's variable holds the array.
-    A = sys.modules["kiln.core.array"]
+    A = sys.modules["kiln.graph.rebind"]
     seen = []
     orig = A._repoint_consumers
 
@@ -211,7 +209,7 @@ def test_operators_and_reflection():
     assert (2 / x).tolist() == [2.0, 1.0]
     assert (x * 3).dtype == mx.float32
     assert (-x).tolist() == [-1.0, -2.0]
-    assert abs(mx.array([-1.0])).tolist() == [1.0] if hasattr(mx, "abs") else True
+    assert abs(mx.array([-1.0])).tolist() == [1.0]
     assert (np.float32(2) * x).tolist() == [2.0, 4.0]
     assert isinstance(np.ones(2) + x, mx.array)
 

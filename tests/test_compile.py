@@ -17,9 +17,6 @@ C = importlib.import_module("kiln.transforms.compile")
 
 from harness import OpCase, _assert_close, _to_np, check_compile, make_inputs
 
-has_compile = pytest.mark.skipif(not hasattr(mx, "compile"), reason="mx.compile missing")
-has_grad = pytest.mark.skipif(not hasattr(mx, "grad"), reason="mx.grad missing")
-has_vmap = pytest.mark.skipif(not hasattr(mx, "vmap"), reason="mx.vmap missing")
 has_ne = pytest.mark.skipif(codegen._ne is None, reason="numexpr not installed")
 
 
@@ -50,13 +47,11 @@ CASES = [
 ]
 
 
-@has_compile
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_compile_table(case):
     check_compile(case)
 
 
-@has_compile
 @has_ne
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_compile_table_fused(case, monkeypatch):
@@ -66,7 +61,6 @@ def test_compile_table_fused(case, monkeypatch):
     check_compile(case)
 
 
-@has_compile
 def test_compile_table_numexpr_missing(monkeypatch):
     monkeypatch.setattr(codegen, "enabled", False)
     for case in CASES:
@@ -84,7 +78,6 @@ def _count(fn):
 
 
 # ---------------------------------------------------------------- tracing and caching
-@has_compile
 def test_trace_counting():
     f, calls = _count(lambda x, y: mx.exp(x) + y)
     cf = mx.compile(f)
@@ -100,7 +93,6 @@ def test_trace_counting():
     assert cf.num_traces == 3
 
 
-@has_compile
 def test_shapeless_no_retrace():
     f, calls = _count(lambda x: mx.exp(x) * 2 + mx.sum(x, axis=0))
     cf = mx.compile(f, shapeless=True)
@@ -112,7 +104,6 @@ def test_shapeless_no_retrace():
     assert cf.num_traces == 2
 
 
-@has_compile
 def test_shapeless_errors_instead_of_wrong_answer():
     cf = mx.compile(lambda x: mx.reshape(x, (2, 3)) + 1, shapeless=True)
     assert cf(mx.ones((6,))).shape == (2, 3)
@@ -128,7 +119,6 @@ def test_shapeless_errors_instead_of_wrong_answer():
         cbt(mx.ones((2, 3)))
 
 
-@has_compile
 def test_constant_args_in_key_and_trees():
     f, calls = _count(lambda x, k, s="a", *, y=None: {"out": [x * k, s], "y": y if y is None else y + 1})
     cf = mx.compile(f)
@@ -149,7 +139,6 @@ def test_constant_args_in_key_and_trees():
     np.testing.assert_array_equal(np.array(nested({"a": (x, x), "b": x})), [2.0, 6.0])
 
 
-@has_compile
 def test_closure_constants_captured_at_trace_time():
     c = mx.array(1.0)
     cf = mx.compile(lambda x: x + c)
@@ -168,8 +157,6 @@ def _loss(params, x, y):
     return mx.sum((pred - y) * (pred - y))
 
 
-@has_compile
-@has_grad
 def test_state_inputs_outputs_training_step():
     rng = np.random.default_rng(0)
     xs = [mx.array(rng.standard_normal((4, 3)).astype(np.float32)) for _ in range(4)]
@@ -208,7 +195,6 @@ def test_state_inputs_outputs_training_step():
     assert model["step"].item() == len(xs)
 
 
-@has_compile
 def test_state_random():
     state = mx.random.state
 
@@ -226,7 +212,6 @@ def test_state_random():
 
 
 # ---------------------------------------------------------------- errors
-@has_compile
 def test_eval_inside_compile_raises():
     msg = "Attempting to eval an array during function transformations like compile or vmap is not allowed"
     x = mx.array([1.0, 2.0])
@@ -241,7 +226,6 @@ def test_eval_inside_compile_raises():
     assert state[0].item() == 1.0
 
 
-@has_compile
 def test_argument_errors():
     with pytest.raises(TypeError, match="compile"):
         mx.compile(5)
@@ -254,7 +238,6 @@ def test_argument_errors():
 
 
 # ---------------------------------------------------------------- simplification
-@has_compile
 def test_simplification_stats():
     def f(x):
         a = mx.sin(x) + mx.sin(x)               # CSE: one sin
@@ -270,7 +253,6 @@ def test_simplification_stats():
     assert names.count("Sin") == 1 and "Cos" not in names and "StopGradient" not in names
 
 
-@has_compile
 def test_equal_constants_merged():
     c1, c2 = mx.array([1.0, 2.0]), mx.array([1.0, 2.0])  # distinct objects, equal values
     cf = mx.compile(lambda x: x * c1 + x * c2)
@@ -281,7 +263,6 @@ def test_equal_constants_merged():
 
 
 # ---------------------------------------------------------------- fusion
-@has_compile
 @has_ne
 def test_fused_kernel_and_cache(monkeypatch):
     monkeypatch.setattr(codegen, "calibrate", False)
@@ -300,7 +281,6 @@ def test_fused_kernel_and_cache(monkeypatch):
     assert codegen.stats["hits"] == hits + 1
 
 
-@has_compile
 @has_ne
 def test_fusion_dtype_rules(monkeypatch):
     monkeypatch.setattr(codegen, "calibrate", False)
@@ -322,7 +302,6 @@ def test_fusion_dtype_rules(monkeypatch):
     _assert_close(np.array(r).astype(np.float32), np.array(mx.sin(xh) * 2 + 1).astype(np.float32), 0, 0)
 
 
-@has_compile
 def test_replay_generated_and_frees_intermediates():
     def chain(x):
         for _ in range(50):
@@ -336,8 +315,6 @@ def test_replay_generated_and_frees_intermediates():
 
 
 # ---------------------------------------------------------------- transforms
-@has_compile
-@has_grad
 def test_grad_of_compile():
     f = lambda x, y: mx.sum(_gelu(mx, x) * y + mx.sin(x * y))  # noqa: E731
     cf = mx.compile(f)
@@ -352,8 +329,6 @@ def test_grad_of_compile():
     _assert_close(np.array(h), np.array(hw), 1e-4, 1e-5)
 
 
-@has_compile
-@has_grad
 def test_compile_of_grad_and_nested_compile():
     f = lambda x: mx.sum(mx.tanh(x) * x)  # noqa: E731
     x = mx.array([0.1, -0.5, 2.0])
@@ -366,8 +341,6 @@ def test_compile_of_grad_and_nested_compile():
                   np.array(mx.grad(lambda x: mx.sum((mx.exp(x) - 1) * (mx.exp(2 * x) - 1)))(x)), 1e-5, 1e-6)
 
 
-@has_compile
-@has_grad
 def test_jvp_of_compile_and_closure_gradient():
     f = lambda x: mx.sin(x) * x  # noqa: E731
     x, t = mx.array([0.3, 1.2]), mx.array([1.0, -2.0])
@@ -380,8 +353,6 @@ def test_jvp_of_compile_and_closure_gradient():
     _assert_close(np.array(g), 2 * np.array(w) * np.array(x), 1e-6, 1e-7)
 
 
-@has_compile
-@has_vmap
 def test_vmap_of_compile():
     f = lambda x, y: mx.sum(mx.exp(x) * y, axis=0)  # noqa: E731
     cf = mx.compile(f)
@@ -395,7 +366,6 @@ def test_vmap_of_compile():
 
 
 # ---------------------------------------------------------------- switches
-@has_compile
 def test_disable_enable_compile():
     f, calls = _count(lambda x: x + 1)
     cf = mx.compile(f)
@@ -412,7 +382,6 @@ def test_disable_enable_compile():
     assert calls[0] == 3 and cf.num_traces == 1
 
 
-@has_compile
 @pytest.mark.parametrize("var", ["KILN_DISABLE_COMPILE", "MLX_DISABLE_COMPILE"])
 def test_disable_env_var(var):
     code = ("import kiln.core as mx\n"
@@ -425,7 +394,6 @@ def test_disable_env_var(var):
     assert out.stdout.split() == ["2.0", "0"]
 
 
-@has_compile
 @has_ne
 def test_fusion_caps(monkeypatch):
     """Long chains fuse in pieces of bounded size; wide sums stay within numexpr's operand limit."""
@@ -455,8 +423,6 @@ def test_fusion_caps(monkeypatch):
         assert len(C._Plan._leaves(g.steps)) <= C._MAX_FUSED_LEAVES
 
 
-@has_compile
-@has_grad
 def test_nn_training_step_with_module_and_optimizer_state():
     nn = pytest.importorskip("kiln.nn")
     optim = pytest.importorskip("kiln.optimizers")

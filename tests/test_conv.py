@@ -19,10 +19,6 @@ import pytest  # noqa: E402
 import kiln.core as mx  # noqa: E402
 from harness import OpCase, check_compile, check_forward, check_grads, check_vmap, mlx_core  # noqa: E402
 
-needs_grad = pytest.mark.skipif(not (hasattr(mx, "grad") and hasattr(mx, "jvp")),
-                                reason="mx.grad/jvp missing")
-needs_vmap = pytest.mark.skipif(not hasattr(mx, "vmap"), reason="mx.vmap missing")
-needs_compile = pytest.mark.skipif(not hasattr(mx, "compile"), reason="mx.compile missing")
 
 
 # ---------------------------------------------------------------- NumPy references
@@ -185,26 +181,22 @@ def test_forward_dtypes(case, dtype):
     np.testing.assert_allclose(np.array(out.astype(mx.float64)), case.ref(*rounded), rtol=tol, atol=tol)
 
 
-@needs_grad
 @pytest.mark.parametrize("case", GRAD_CASES, ids=_ids(GRAD_CASES))
 def test_grads(case):
     check_grads(case)
 
 
-@needs_vmap
 @pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
 def test_vmap(case):
     check_vmap(case)
 
 
-@needs_compile
 @pytest.mark.parametrize("case", CASES[:4], ids=_ids(CASES[:4]))
 def test_compile(case):
     check_compile(case)
 
 
 # ---------------------------------------------------------------- explicit cases
-@needs_vmap
 def test_vmap_grouped_batched_weights():
     """Each vmapped weight applies to its own groups (MLX mixes them up)."""
     rng = np.random.default_rng(3)
@@ -220,8 +212,6 @@ def test_vmap_grouped_batched_weights():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-@needs_vmap
-@needs_grad
 def test_vmap_of_grad():
     """Per-example weight gradients: vmap over grad, against a loop."""
     rng = np.random.default_rng(4)
@@ -233,7 +223,6 @@ def test_vmap_of_grad():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@needs_grad
 def test_grad_shapes_match_inputs():
     """The input cotangent has the input's shape even where strides skip its tail (MLX's is short)."""
     x = mx.ones((1, 7, 8, 2))

@@ -111,7 +111,6 @@ GRAD_PARAMS = [pytest.param(c, id=c.name) for c in GRAD_TABLE]
 
 
 @needs_gpu
-@pytest.mark.skipif(not hasattr(mx, "grad"), reason="mx.grad not there yet")
 @pytest.mark.parametrize("case", GRAD_PARAMS)
 def test_grads_on_gpu(case):
     with mx.stream(mx.gpu):
@@ -119,7 +118,6 @@ def test_grads_on_gpu(case):
 
 
 @needs_gpu
-@pytest.mark.skipif(not hasattr(mx, "vmap"), reason="mx.vmap not there yet")
 @pytest.mark.parametrize("case", VMAP_TABLE, ids=[c.name for c in VMAP_TABLE])
 def test_vmap_on_gpu(case):
     with mx.stream(mx.gpu):
@@ -127,7 +125,6 @@ def test_vmap_on_gpu(case):
 
 
 @needs_gpu
-@pytest.mark.skipif(not hasattr(mx, "compile"), reason="mx.compile not there yet")
 @pytest.mark.parametrize("case", COMPILE_TABLE, ids=[c.name for c in COMPILE_TABLE])
 def test_compile_on_gpu(case):
     with mx.stream(mx.gpu):

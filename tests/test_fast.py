@@ -47,9 +47,6 @@ CASES = [
 for c in CASES:
     c.rtol, c.atol = 1e-4, 1e-5
 
-needs_grad = pytest.mark.skipif(not hasattr(mx, "grad"), reason="mx.grad missing")
-needs_vmap = pytest.mark.skipif(not hasattr(mx, "vmap"), reason="mx.vmap missing")
-needs_compile = pytest.mark.skipif(not hasattr(mx, "compile"), reason="mx.compile missing")
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -57,19 +54,16 @@ def test_forward(case):
     check_forward(case)
 
 
-@needs_grad
 @pytest.mark.parametrize("case", [c for c in CASES if c.name not in ("rope_freqs",)], ids=str)
 def test_grads(case):
     check_grads(case, rtol=1e-3, atol=1e-5)
 
 
-@needs_vmap
 @pytest.mark.parametrize("case", CASES[::2], ids=str)
 def test_vmap(case):
     check_vmap(case, in_axes=(0,) * len(case.shapes))
 
 
-@needs_compile
 @pytest.mark.parametrize("case", CASES[::3], ids=str)
 def test_compile(case):
     check_compile(case)

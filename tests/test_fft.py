@@ -47,9 +47,6 @@ GRADS = [
     OpCase("rfft2", lambda m, x: m.real(m.fft.rfft2(x)) * m.imag(m.fft.rfft2(x, norm="ortho")), shapes=((3, 4),)),
 ]
 
-needs_grad = pytest.mark.skipif(not hasattr(mx, "grad"), reason="mx.grad missing")
-needs_vmap = pytest.mark.skipif(not hasattr(mx, "vmap"), reason="mx.vmap missing")
-needs_compile = pytest.mark.skipif(not hasattr(mx, "compile"), reason="mx.compile missing")
 
 
 @pytest.mark.parametrize("case", FORWARD + GRADS, ids=str)
@@ -60,19 +57,16 @@ def test_forward(case):
 GRAD_PARAMS = [pytest.param(c, id=c.name) for c in GRADS]
 
 
-@needs_grad
 @pytest.mark.parametrize("case", GRAD_PARAMS)
 def test_grads(case):
     check_grads(case, eps=0.5, rtol=2e-3, atol=2e-3, identity_rtol=1e-5)
 
 
-@needs_vmap
 @pytest.mark.parametrize("case", FORWARD[:17:2] + GRADS[:4], ids=str)
 def test_vmap(case):
     check_vmap(case)
 
 
-@needs_compile
 @pytest.mark.parametrize("case", FORWARD[::3] + GRADS[::3], ids=str)
 def test_compile(case):
     check_compile(case)

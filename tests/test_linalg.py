@@ -10,9 +10,6 @@ import scipy.linalg as sla
 import kiln.core as mx
 from harness import OpCase, check_compile, check_forward, check_grads, check_vmap, mlx_core, needs_mlx
 
-needs_grad = pytest.mark.skipif(not hasattr(mx, "grad"), reason="mx.grad missing")
-needs_vmap = pytest.mark.skipif(not hasattr(mx, "vmap"), reason="mx.vmap missing")
-needs_compile = pytest.mark.skipif(not hasattr(mx, "compile"), reason="mx.compile missing")
 
 INF = float("inf")
 TOL = dict(rtol=1e-4, atol=1e-5)  # float32 factorizations
@@ -256,13 +253,11 @@ GRADS = [
 ]
 
 
-@needs_grad
 @pytest.mark.parametrize("case", GRADS, ids=str)
 def test_grads(case):
     check_grads(case, rtol=1e-4, atol=1e-6)
 
 
-@needs_grad
 def test_nondifferentiable():
     a = mx.array(np.random.default_rng(0).standard_normal((3, 3)))
     with pytest.raises(NotImplementedError, match="Eig"):
@@ -283,20 +278,16 @@ VMAP = [c for c in FORWARD if c.name in {
     "cross"}]
 
 
-@needs_vmap
 @pytest.mark.parametrize("case", VMAP, ids=str)
 def test_vmap(case):
     check_vmap(case)
 
 
-@needs_vmap
 def test_vmap_eig():
     case = OpCase("eig", lambda m, x: m.abs(m.linalg.eigvals(x)), shapes=((3, 3),), gen=spaced)
     check_vmap(case)
 
 
-@needs_vmap
-@needs_grad
 def test_vmap_of_grad():
     rng = np.random.default_rng(3)
     xs = np.stack([spd(rng, (3, 3), None) for _ in range(2)])
@@ -306,7 +297,6 @@ def test_vmap_of_grad():
     np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-6)
 
 
-@needs_compile
 @pytest.mark.parametrize("case", VMAP, ids=str)
 def test_compile(case):
     check_compile(case)

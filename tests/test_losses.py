@@ -15,7 +15,6 @@ except Exception:  # pragma: no cover
     mlx_core = ML = None
 
 needs_mlx = pytest.mark.skipif(ML is None, reason="real MLX not installed")
-needs_grad = pytest.mark.skipif(not hasattr(mx, "grad"), reason="mx.grad not available yet")
 
 
 def _inputs():
@@ -72,7 +71,6 @@ def test_loss_matches_mlx(name, args, kw):
 
 
 @needs_mlx
-@needs_grad
 @pytest.mark.parametrize("name,args,kw", CASES, ids=IDS)
 def test_loss_grad_matches_mlx(name, args, kw):
     data = _inputs()

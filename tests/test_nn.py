@@ -24,7 +24,6 @@ except Exception:  # pragma: no cover
     mlx_core = mlx_nn = None
 
 needs_mlx = pytest.mark.skipif(mlx_nn is None, reason="real MLX not installed")
-needs_grad = pytest.mark.skipif(not hasattr(mx, "grad"), reason="mx.grad not available yet")
 
 
 @dataclasses.dataclass
@@ -196,7 +195,6 @@ def test_layer_matches_mlx(case):
 
 
 @needs_mlx
-@needs_grad
 @pytest.mark.parametrize("case", [c for c in CASES if c.grad], ids=repr)
 def test_layer_grads_match_mlx(case):
     layer, mlx_layer, xs = _pair(case)
@@ -332,8 +330,6 @@ def test_causal_mask_and_errors():
 @pytest.mark.parametrize("name", ["constant", "normal", "uniform", "identity", "glorot_normal",
                                   "glorot_uniform", "he_normal", "he_uniform", "orthogonal", "sparse"])
 def test_init(name):
-    if name == "orthogonal" and not hasattr(mx.linalg, "qr"):
-        pytest.skip("mx.linalg.qr not available yet")
     a = mx.zeros((64, 64))
     make = {"constant": lambda: nn.init.constant(0.5), "sparse": lambda: nn.init.sparse(0.25)}.get(
         name, lambda: getattr(nn.init, name)())
@@ -478,8 +474,6 @@ def test_load_weights_errors_match_mlx():
 @needs_mlx
 @pytest.mark.parametrize("ext", ["npz", "safetensors"])
 def test_weights_roundtrip_with_mlx(tmp_path, ext):
-    if not (hasattr(mx, "load") and hasattr(mx, "savez") and hasattr(mx, "save_safetensors")):
-        pytest.skip("mx.load / mx.savez / mx.save_safetensors not available yet")
     ours = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm(3), nn.Linear(3, 2))
     theirs = mlx_nn.Sequential(mlx_nn.Conv2d(2, 3, 3), mlx_nn.BatchNorm(3), mlx_nn.Linear(3, 2))
     # kiln -> file -> MLX

@@ -9,9 +9,6 @@ from harness import OpCase, check_compile, check_forward, check_grads, check_vma
 
 import kiln.core as mx
 
-no_grad = pytest.mark.skipif(not hasattr(mx, "grad"), reason="mx.grad not available yet")
-no_vmap = pytest.mark.skipif(not hasattr(mx, "vmap"), reason="mx.vmap not available yet")
-no_compile = pytest.mark.skipif(not hasattr(mx, "compile"), reason="mx.compile not available yet")
 
 
 def _np_pad(x, w, mode="constant", **kw):
@@ -273,19 +270,16 @@ def test_forward(case):
     check_forward(case)
 
 
-@no_grad
 @pytest.mark.parametrize("case", [c for c in CASES if c.grad], ids=str)
 def test_grads(case):
     check_grads(case)
 
 
-@no_vmap
 @pytest.mark.parametrize("case", [c for c in CASES if c.vmap], ids=str)
 def test_vmap(case):
     check_vmap(case)
 
 
-@no_compile
 @pytest.mark.parametrize("case", [c for c in CASES if c.compile], ids=str)
 def test_compile(case):
     check_compile(case)
@@ -371,7 +365,6 @@ def test_noncontiguous_and_strided_inputs():
     np.testing.assert_array_equal(np.array(mx.view(xt, mx.int32)), ref.astype(np.float32).view(np.int32))
 
 
-@no_grad
 def test_pad_grad_flows_to_array_constant():
     x = mx.ones((2, 3))
     g = mx.grad(lambda v: mx.sum(mx.pad(x, [(1, 0), (2, 1)], constant_values=v) ** 2))(mx.array(3.0))
@@ -379,7 +372,6 @@ def test_pad_grad_flows_to_array_constant():
     assert g.item() == pytest.approx(2 * 3.0 * n_pad)
 
 
-@no_grad
 def test_as_strided_overlapping_grad_accumulates():
     x = mx.arange(6.0)
     g = mx.grad(lambda x: mx.sum(mx.as_strided(x, (3, 3), (1, 1))))(x)

@@ -18,7 +18,6 @@ except Exception:  # pragma: no cover
     mlx_core = mlx_optim = None
 
 needs_mlx = pytest.mark.skipif(mlx_optim is None, reason="real MLX not installed")
-needs_grad = pytest.mark.skipif(not hasattr(mx, "grad"), reason="mx.grad not available yet")
 
 SHAPES = {"w": (4, 3), "b": (3,), "layers": [{"k": (2, 2, 3)}, {"s": (5, 2)}]}
 
@@ -134,8 +133,6 @@ def test_errors():
 
 
 def test_state_save_load_roundtrip(tmp_path):
-    if not hasattr(mx, "save_safetensors"):
-        pytest.skip("mx.save_safetensors not available yet")
     rng = np.random.default_rng(1)
     params = tree_map(mx.array, _tree(rng, SHAPES))
     opt = optim.Adam(0.01)
@@ -151,7 +148,6 @@ def test_state_save_load_roundtrip(tmp_path):
         np.testing.assert_allclose(np.array(x), np.array(y), rtol=1e-6, err_msg=k)
 
 
-@needs_grad
 def test_optimizer_update_model():
     model = nn.Linear(3, 1)
     opt = optim.SGD(0.1)

@@ -6,7 +6,7 @@ import numpy as np
 xp = np
 name = "cpu"
 
-# Primitive class -> function(prim, xp, *buffers); filled by modules that need
+# Primitive name -> function(prim, xp, *buffers); filled by modules that need
 # CPU-specific kernels (e.g. fused elementwise kernels from codegen).
 overrides: dict = {}
 

@@ -260,21 +260,14 @@ def _erfinv(prim, xp, x):
 def _scatter(prim, xp, x, u, *idx):
     if prim.mode != "set":
         return prim.eval(xp, x, u, *idx)  # accumulating modes go through the xp ufunc shims
-    from ..core.primitives.indexing import _index_tuple
-
     out = x.copy()
-    _set_last_wins(out, _index_tuple(prim.axes, idx, x.ndim), u)
+    _set_last_wins(out, prim.index_tuple(idx, x.ndim), u)
     return out
 
 
 def _build_overrides() -> dict:
-    from ..core.primitives import indexing as pi
-    from ..core.primitives import matmul as pm
-    from ..core.primitives import misc as pmisc
-    from ..core.primitives import unary as pu
-
-    return {pm.Matmul: _matmul, pmisc.AsType: _astype, pu.Erf: _erf, pu.ErfInv: _erfinv,
-            pi.Scatter: _scatter}
+    # Keyed by primitive name: a backend imports no primitive.
+    return {"Matmul": _matmul, "AsType": _astype, "Erf": _erf, "ErfInv": _erfinv, "Scatter": _scatter}
 
 
 def __getattr__(attr):

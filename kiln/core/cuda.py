@@ -1,9 +1,4 @@
-"""``mx.cuda``."""
+"""``mx.cuda``: re-exports."""
+from kiln.device import cuda_is_available as is_available  # noqa: F401
 
-
-def is_available() -> bool:
-    """Whether kiln's CUDA backend (CuPy on an NVIDIA GPU) can be used."""
-    from ..backend import backend_available
-    from .device import gpu
-
-    return backend_available(gpu)
+__all__ = ["is_available"]

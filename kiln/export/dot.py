@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ..core.array import array
+from kiln.graph.array import array
 
 __all__ = ["export_to_dot"]
 

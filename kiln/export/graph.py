@@ -17,15 +17,15 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..core.array import _make, _make_multi, array
-from ..core.device import current_stream
-from ..core.graph import applications, eval_arrays
-from ..core.primitives.base import Primitive
-from ..core.primitives.misc import Copy, Placeholder
-from ..core.primitives.base import broadcast_shapes
-from ..core.primitives.shape import BroadcastTo, Reshape
-from ..transforms.compile import _flags as _compile_flags
-from ..transforms.tracing import exporting, keep_graph, placeholder
+from kiln.graph.array import _make, _make_multi, array
+from kiln.device import current_stream
+from kiln.graph.eval import applications, eval_arrays
+from kiln.primitives.base import Primitive
+from kiln.primitives.misc import Copy, Placeholder
+from kiln.primitives.base import broadcast_shapes
+from kiln.primitives.shape import BroadcastTo, Reshape
+from kiln.transforms.compile import _flags as _compile_flags
+from kiln.transforms.tracing import exporting, keep_graph, placeholder
 
 _COPY = Copy()
 _BAD_INPUTS = ("Inputs can either be a variable number of positional and keyword arrays or a single "

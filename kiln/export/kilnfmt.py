@@ -20,8 +20,8 @@ import zlib
 
 import numpy as np
 
-from ..core import dtypes as _dt
-from ..core.primitives.base import Primitive
+from kiln import dtypes as _dt
+from kiln.primitives.base import Primitive
 from .graph import Node, Trace
 
 MAGIC = b"\x89KILNFN\n"

@@ -21,9 +21,16 @@ class MissingPrimitive(ValueError):
 
 
 def _mx():
-    import kiln.core as mx
+    # The ops floor (kiln.core, the public namespace, sits above this package).
+    import kiln.ops as ops
 
-    return mx
+    return ops
+
+
+def _cpu():
+    from kiln.device import cpu
+
+    return cpu
 
 
 # ---------------------------------------------------------------- builders
@@ -113,7 +120,7 @@ def _set_slice(a, upd, idx):
 
 
 def _gather(ins, args, node):
-    from ..core.primitives.indexing import gather
+    from kiln.primitives.indexing import gather
 
     mx = _mx()
     a, idx = ins[0], list(ins[1:])
@@ -136,7 +143,7 @@ def _gather(ins, args, node):
 
 
 def _scatter(ins, args, node):
-    from ..core.primitives.indexing import scatter
+    from kiln.primitives.indexing import scatter
 
     mx = _mx()
     mode = _SCATTER_MODES[args[0]]
@@ -172,7 +179,7 @@ def _gather_axis(ins, args, node):
 
 
 def _scatter_axis(ins, args, node):
-    from ..core.primitives.indexing import scatter_axis
+    from kiln.primitives.indexing import scatter_axis
 
     a, idx, upd = ins
     upd = _mx().broadcast_to(upd, idx.shape)
@@ -276,28 +283,28 @@ def _inverse(ins, args, node):
     mx = _mx()
     tri, upper = args
     if tri:
-        return [mx.linalg.tri_inv(ins[0], upper=upper, stream=mx.cpu)]
-    return [mx.linalg.inv(ins[0], stream=mx.cpu)]
+        return [mx.linalg.tri_inv(ins[0], upper=upper, stream=_cpu())]
+    return [mx.linalg.inv(ins[0], stream=_cpu())]
 
 
 def _eigh(ins, args, node):
     mx = _mx()
     uplo, vectors = args
     if vectors:
-        return list(mx.linalg.eigh(ins[0], UPLO=uplo, stream=mx.cpu))
-    return [mx.linalg.eigvalsh(ins[0], UPLO=uplo, stream=mx.cpu)]
+        return list(mx.linalg.eigh(ins[0], UPLO=uplo, stream=_cpu()))
+    return [mx.linalg.eigvalsh(ins[0], UPLO=uplo, stream=_cpu())]
 
 
 def _eig(ins, args, node):
     mx = _mx()
     if args[0]:
-        return list(mx.linalg.eig(ins[0], stream=mx.cpu))
-    return [mx.linalg.eigvals(ins[0], stream=mx.cpu)]
+        return list(mx.linalg.eig(ins[0], stream=_cpu()))
+    return [mx.linalg.eigvals(ins[0], stream=_cpu())]
 
 
 def _svd(ins, args, node):
     mx = _mx()
-    out = mx.linalg.svd(ins[0], compute_uv=args[0], stream=mx.cpu)
+    out = mx.linalg.svd(ins[0], compute_uv=args[0], stream=_cpu())
     return list(out) if args[0] else [out]
 
 
@@ -376,8 +383,8 @@ PRIMS: dict = {
     "RandomBits": ("vi", lambda ins, a, n: [_mx().random.bits(tuple(a[0]), a[1], key=ins[0])]),
     "Hadamard": ("f", lambda ins, a, n: [_mx().hadamard_transform(ins[0], scale=a[0])]),
     "Inverse": ("bb", _inverse),
-    "Cholesky": ("b", lambda ins, a, n: [_mx().linalg.cholesky(ins[0], upper=a[0], stream=_mx().cpu)]),
-    "QRF": ("", lambda ins, a, n: list(_mx().linalg.qr(ins[0], stream=_mx().cpu))),
+    "Cholesky": ("b", lambda ins, a, n: [_mx().linalg.cholesky(ins[0], upper=a[0], stream=_cpu())]),
+    "QRF": ("", lambda ins, a, n: list(_mx().linalg.qr(ins[0], stream=_cpu()))),
     "SVD": ("b", _svd),
     "Eigh": ("sb", _eigh),
     "Eig": ("b", _eig),

@@ -30,7 +30,7 @@ import struct
 
 import numpy as np
 
-from ..core import dtypes as _dt
+from kiln import dtypes as _dt
 from .graph import Node, Trace
 from .kilnfmt import _err
 

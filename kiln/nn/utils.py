@@ -3,11 +3,13 @@ trainable parameters, ``checkpoint`` and ``average_gradients``."""
 from __future__ import annotations
 
 from functools import wraps
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import kiln.core as mx
-from kiln.nn.layers.base import Module
 from kiln.utils import tree_flatten, tree_map, tree_unflatten
+
+if TYPE_CHECKING:  # annotations only: kiln.nn.layers imports this module
+    from kiln.nn.layers.base import Module
 
 __all__ = ["value_and_grad", "checkpoint", "average_gradients"]
 

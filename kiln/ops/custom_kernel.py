@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from kiln.core import dtypes as _dt
-from kiln.core.array import _make, _make_multi
-from kiln.core.device import DeviceType, current_stream
-from kiln.core.graph import trace_state
+from kiln import dtypes as _dt
+from kiln.device import DeviceType, current_stream
+from kiln.graph.array import _make, _make_multi
+from kiln.graph.eval import trace_state
 from kiln.primitives.custom_kernel import MetalKernel
 
 __all__ = ["metal_kernel"]
@@ -37,9 +37,9 @@ class _MetalKernelFn:
         if not trace_state.exporting:
             raise RuntimeError("[metal_kernel] No Metal back-end: kiln cannot run Metal kernels. "
                                "Write the computation with mx ops (and mx.compile to fuse it) instead.")
-        import kiln.core as mx
+        from kiln.graph.array import array
 
-        ins = [x if isinstance(x, mx.array) else mx.array(x) for x in inputs]
+        ins = [x if isinstance(x, array) else array(x) for x in inputs]
         tmpl = tuple((k, v) for k, v in (template or []))
         prim = MetalKernel(**self._p, grid=tuple(grid), threadgroup=tuple(threadgroup), template=tmpl,
                            init_value=init_value, n_out=len(output_shapes))

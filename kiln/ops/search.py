@@ -1,9 +1,9 @@
 """``mx.searchsorted``."""
 from __future__ import annotations
 
-from kiln.core import dtypes as _dt
-from kiln.core._common import astype, get_stream
-from kiln.core.array import array
+from kiln import dtypes as _dt
+from kiln.graph.array import array
+from kiln.ops.normalize import astype, get_stream
 from kiln.primitives.search import SearchSorted
 
 __all__ = ["searchsorted"]

@@ -1,1 +1,1 @@
-"""Primitives by family (the target layout; most still live in kiln/core/primitives/)."""
+"""The primitives floor: one module per family; ``base.py`` holds the rule interface."""

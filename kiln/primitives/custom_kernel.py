@@ -7,7 +7,7 @@ machines without Metal), and the file runs where a Metal back-end exists.
 """
 from __future__ import annotations
 
-from kiln.core.primitives.base import Primitive, primitive
+from kiln.primitives.base import Primitive, primitive
 
 
 @primitive

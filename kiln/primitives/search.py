@@ -1,8 +1,8 @@
 """``SearchSorted``: insertion indices of values into a sorted 1-D sequence."""
 from __future__ import annotations
 
-import kiln.core as mx
-from kiln.core.primitives.base import Primitive, primitive
+from kiln.primitives.base import Primitive, primitive
+from kiln.primitives.base import ops as mx
 
 
 @primitive

@@ -40,14 +40,14 @@ import functools
 import os
 from typing import Callable, Optional
 
-from ..backend import codegen, loaded_backends
-from ..core.array import _make, _make_multi, array
-from ..core.device import current_stream
-from ..core.graph import applications, eval_arrays, trace_state
-from ..core.primitives.base import Primitive, broadcast_shapes
-from ..core.primitives.misc import AsType, Copy, Placeholder, StopGradient
-from ..core.primitives.shape import BroadcastTo, Reshape, Transpose
-from .tracing import placeholder
+from kiln.backend import codegen, loaded_backends
+from kiln.graph.array import _make, _make_multi, array
+from kiln.device import current_stream
+from kiln.graph.eval import applications, eval_arrays, trace_state
+from kiln.primitives.base import Primitive, broadcast_shapes
+from kiln.primitives.misc import AsType, Copy, Placeholder, StopGradient
+from kiln.primitives.shape import BroadcastTo, Reshape, Transpose
+from kiln.transforms.tracing import placeholder
 
 __all__ = ["compile", "disable_compile", "enable_compile"]
 
@@ -652,7 +652,7 @@ class _Plan:
         return codegen.make_function(self.source, "_replay", ns)
 
     def _step_fn(self, st, xp, overrides):
-        fn = overrides.get(type(st.prim)) if overrides else None
+        fn = overrides.get(type(st.prim).__name__) if overrides else None
         if fn is not None:
             return functools.partial(fn, st.prim, xp)
         return functools.partial(st.prim.eval, xp)
@@ -821,20 +821,20 @@ class Compiled(Primitive):
         return fun
 
     def vjp(self, primals, cotangents, argnums, outputs):
-        import kiln.core as mx
+        import kiln.transforms as mx  # vjp/jvp/vmap, siblings on this floor
 
         cots = [mx.zeros(o.shape, o.dtype) if c is None else c for c, o in zip(cotangents, outputs)]
         _, grads = mx.vjp(self._partial(primals, argnums), [primals[i] for i in argnums], cots)
         return list(grads)
 
     def jvp(self, primals, tangents, argnums, outputs):
-        import kiln.core as mx
+        import kiln.transforms as mx  # vjp/jvp/vmap, siblings on this floor
 
         _, tans = mx.jvp(self._partial(primals, argnums), [primals[i] for i in argnums], list(tangents))
         return list(tans)
 
     def vmap(self, inputs, axes):
-        import kiln.core as mx
+        import kiln.transforms as mx  # vjp/jvp/vmap, siblings on this floor
 
         plan = self.plan
         outs = mx.vmap(lambda *xs: plan.graph(list(xs)), in_axes=tuple(axes))(*inputs)

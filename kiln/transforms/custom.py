@@ -11,9 +11,14 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-from ..core.array import _make_multi, array
-from ..core.primitives.base import Primitive
-from ._trees import flatten
+from kiln.graph.array import _make_multi, array
+from kiln.primitives.base import Primitive
+from kiln._tree import flatten
+from kiln.transforms.grad import vjp
+from kiln.transforms.jvp import jvp
+from kiln.transforms.vmap import vmap
+
+import kiln.ops as mx
 
 
 class CustomTransforms(Primitive):
@@ -39,8 +44,6 @@ class CustomTransforms(Primitive):
         return self.unflatten_args(list(leaves))
 
     def vjp(self, primals, cotangents, argnums, outputs):
-        import kiln.core as mx
-
         n = self.n_args
         args = primals[:n]
         wanted = [i for i in argnums if i < n]
@@ -59,12 +62,10 @@ class CustomTransforms(Primitive):
                 out = cf.fun(*self._args(leaves))
                 return flatten(out, "custom_function")[0]
 
-            _, flat = mx.vjp(plain, list(args), list(cotangents))
+            _, flat = vjp(plain, list(args), list(cotangents))
         return [flat[i] if i < n else None for i in argnums]
 
     def jvp(self, primals, tangents, argnums, outputs):
-        import kiln.core as mx
-
         n = self.n_args
         args = primals[:n]
         cf = self.cf
@@ -80,11 +81,9 @@ class CustomTransforms(Primitive):
         def plain(*leaves):
             return flatten(cf.fun(*self._args(leaves)), "custom_function")[0]
 
-        return mx.jvp(plain, list(args), full)[1]
+        return jvp(plain, list(args), full)[1]
 
     def vmap(self, inputs, axes):
-        import kiln.core as mx
-
         n = self.n_args
         args, arg_axes = inputs[:n], axes[:n]
         cf = self.cf
@@ -104,8 +103,6 @@ class CustomTransforms(Primitive):
 
 
 def _batched_custom(cf, prim, arg_axes):
-    import kiln.core as mx
-
     def call(moved, in_axes):
         unf = prim.unflatten_args
 
@@ -113,7 +110,7 @@ def _batched_custom(cf, prim, arg_axes):
             return flatten(cf.fun(*unf(list(leaves))), "custom_function")[0]
 
         new = custom_function(lambda *leaves: plain(*leaves))
-        vf = mx.vmap(plain, in_axes=in_axes)
+        vf = vmap(plain, in_axes=in_axes)
         new.fun = vf
         if cf._vjp is not None:
             def bvjp(primals, cotangents, outputs):
@@ -123,7 +120,7 @@ def _batched_custom(cf, prim, arg_axes):
                         r = (r,)
                     return flatten(list(r) if isinstance(r, tuple) else r, "custom_function")[0]
 
-                outs = mx.vmap(one, in_axes=(in_axes, 0, 0))(list(primals), list(cotangents), list(outputs))
+                outs = vmap(one, in_axes=(in_axes, 0, 0))(list(primals), list(cotangents), list(outputs))
                 return tuple(outs)
 
             new._vjp = bvjp
@@ -132,7 +129,7 @@ def _batched_custom(cf, prim, arg_axes):
                 def one(p, t):
                     return flatten(cf._jvp(unf(list(p)), unf(list(t))), "custom_function")[0]
 
-                return mx.vmap(one, in_axes=(in_axes, in_axes))(list(primals), list(tangents))
+                return vmap(one, in_axes=(in_axes, in_axes))(list(primals), list(tangents))
 
             new._jvp = bjvp
         return flatten(new(*moved), "custom_function")[0]
@@ -189,8 +186,6 @@ def checkpoint(fun: Callable) -> Callable:
     Lowers peak memory of gradients through ``fun``; composes with ``vmap``
     and forward mode.
     """
-    import kiln.core as mx
-
     cf = custom_function(fun)
 
     def ckpt_vjp(primals, cotangents, outputs):
@@ -203,7 +198,7 @@ def checkpoint(fun: Callable) -> Callable:
         def plain(*lv):
             return flatten(fun(*unf(list(lv))), "checkpoint")[0]
 
-        _, g = mx.vjp(plain, tied, cots)
+        _, g = vjp(plain, tied, cots)
         return tuple(unf(g))
 
     cf.vjp(ckpt_vjp)
@@ -228,13 +223,9 @@ class Depends(Primitive):
         return tuple(bufs[: self.n])
 
     def vjp(self, primals, cotangents, argnums, outputs):
-        import kiln.core as mx
-
         return [cotangents[i] if i < self.n else mx.zeros_like(primals[i]) for i in argnums]
 
     def jvp(self, primals, tangents, argnums, outputs):
-        import kiln.core as mx
-
         t = {i: tg for i, tg in zip(argnums, tangents)}
         return [t[i] if i in t else mx.zeros_like(primals[i]) for i in range(self.n)]
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ..core.array import _make, array
-from ..core.graph import toposort
-from ..core.primitives.misc import Copy, StopGradient
-from ._trees import flatten
-from .tracing import keep_graph
+from kiln.graph.array import _make, array
+from kiln.graph.eval import toposort
+from kiln.primitives.misc import Copy, StopGradient
+from kiln._tree import flatten
+from kiln.transforms.tracing import keep_graph
+from kiln.transforms.vmap import vmap
+
+import kiln.ops as mx
 
 _COPY = Copy()
 
@@ -53,8 +56,6 @@ def conform(value, like):
     Rules may return Python scalars, another dtype, or a shape that
     broadcasts to the node's; cotangents and tangents must match exactly.
     """
-    import kiln.core as mx
-
     if not isinstance(value, array):
         value = mx.array(value, dtype=like._dtype)
     if value._dtype is not like._dtype:
@@ -66,8 +67,6 @@ def conform(value, like):
 
 def backward(tape, active, seeds: dict) -> dict:
     """Walk ``tape`` in reverse from the cotangents in ``seeds`` (id -> array)."""
-    import kiln.core as mx
-
     cots = seeds
     # A primitive with several outputs runs its vjp once, at the output that
     # comes first in the tape: every consumer of every sibling comes after it,
@@ -120,8 +119,6 @@ def vjp_arrays(fun, primals: list, cotangents=None, *, is_grad: bool = False, wh
     With ``cotangents=None`` the first output is seeded with ones (for grad);
     ``raw_output`` is whatever ``fun`` returned.
     """
-    import kiln.core as mx
-
     tracers = make_tracers(primals)
     with keep_graph():
         raw = fun(*tracers)
@@ -276,8 +273,6 @@ def jacrev(fun: Callable, argnums=0):
 
     The result has shape ``out.shape + arg.shape`` for each differentiated argument.
     """
-    import kiln.core as mx
-
     def jac(*args):
         idx = [argnums] if isinstance(argnums, int) else list(argnums)
         prim = [args[i] for i in idx]
@@ -295,7 +290,7 @@ def jacrev(fun: Callable, argnums=0):
         def row(c):
             return vjp(f, prim, [c])[1]
 
-        rows = mx.vmap(row)(eye)
+        rows = vmap(row)(eye)
         res = [mx.reshape(r, out.shape + p.shape) for r, p in zip(rows, prim)]
         return res[0] if isinstance(argnums, int) else tuple(res)
 

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ..core.array import array
-from ..core.graph import applications
-from .grad import _as_output_list, active_tape, conform, make_tracers
-from .tracing import keep_graph
+from kiln.graph.array import array
+from kiln.graph.eval import applications
+from kiln.transforms.grad import _as_output_list, active_tape, conform, make_tracers
+from kiln.transforms.tracing import keep_graph
+from kiln.transforms.grad import grad
+from kiln.transforms.vmap import vmap
+
+import kiln.ops as mx
 
 
 def forward(tape, tangents: dict) -> dict:
     """Push tangents (id -> array) through ``tape``; returns the tangent dict."""
-    import kiln.core as mx
-
     for node, group in applications(tape):
         inputs = node._inputs
         argnums = [i for i, inp in enumerate(inputs) if id(inp) in tangents]
@@ -31,8 +33,6 @@ def forward(tape, tangents: dict) -> dict:
 
 
 def jvp_arrays(fun, primals: list, tangents: list, what: str = "jvp"):
-    import kiln.core as mx
-
     for p, t in zip(primals, tangents):
         if p._shape != t._shape:
             raise ValueError(f"[{what}] Primal shape {p._shape} does not match tangent shape {t._shape}.")
@@ -73,8 +73,6 @@ def jacfwd(fun: Callable, argnums=0):
 
     The result has shape ``out.shape + arg.shape`` for each differentiated argument.
     """
-    import kiln.core as mx
-
     def jac(*args):
         idx = [argnums] if isinstance(argnums, int) else list(argnums)
         res = []
@@ -88,7 +86,7 @@ def jacfwd(fun: Callable, argnums=0):
 
             n = x.size
             basis = mx.eye(n, dtype=x.dtype).reshape((n,) + x.shape)
-            cols = mx.vmap(lambda t: jvp(f, [x], [t])[1][0])(basis)  # (n,) + out.shape
+            cols = vmap(lambda t: jvp(f, [x], [t])[1][0])(basis)  # (n,) + out.shape
             out_nd = cols.ndim - 1
             cols = mx.moveaxis(cols, 0, -1) if out_nd else cols
             res.append(mx.reshape(cols, cols.shape[:out_nd] + x.shape))
@@ -99,6 +97,4 @@ def jacfwd(fun: Callable, argnums=0):
 
 def hessian(fun: Callable, argnums=0):
     """The Hessian: forward-over-reverse, ``jacfwd(grad(fun))``."""
-    import kiln.core as mx
-
-    return jacfwd(mx.grad(fun, argnums=argnums), argnums=argnums)
+    return jacfwd(grad(fun, argnums=argnums), argnums=argnums)

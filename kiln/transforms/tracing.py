@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 
-from ..core.array import _make
-from ..core.device import current_stream
-from ..core.graph import trace_state
-from ..core.primitives.misc import Placeholder
+from kiln.graph.array import _make
+from kiln.device import current_stream
+from kiln.graph.eval import trace_state
+from kiln.primitives.misc import Placeholder
 
 _PLACEHOLDERS = {}
 

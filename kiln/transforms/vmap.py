@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..core.array import array
-from ..core.graph import applications, toposort
-from ._trees import flatten
-from .tracing import keep_graph, placeholder
+from kiln.graph.array import array
+from kiln.graph.eval import applications, toposort
+from kiln._tree import flatten
+from kiln.transforms.tracing import keep_graph, placeholder
+
+import kiln.ops as mx
 
 
 def _broadcast_prefix(prefix, tree, what):
@@ -67,8 +69,6 @@ def vmap(fun: Callable, in_axes=0, out_axes=0) -> Callable:
     """
 
     def wrapped(*args, **kwargs):
-        import kiln.core as mx
-
         axes_prefix = in_axes
         if isinstance(in_axes, list):
             axes_prefix = tuple(in_axes)

@@ -1,1 +1,0 @@
-"""One module per family of primitives; see ``base.py`` for the rule interface."""
