@@ -73,9 +73,99 @@ def _rebuild(s, it):
     return {k: _rebuild(v, it) for k, v in zip(s[1], s[2])}
 
 
+def leaves_of(tree) -> list:
+    """The array leaves of ``tree`` (lists, tuples, dicts), in order; other leaves are returned too.
+
+    Iterative (an explicit stack), for ``mx.eval`` and other callers that need no structure.
+    """
+    out: list = []
+    stack = [tree]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, _leaf_types):
+            out.append(t)
+        elif isinstance(t, (list, tuple)):
+            stack.extend(reversed(t))
+        elif isinstance(t, dict):
+            stack.extend(reversed(list(t.values())))
+        else:
+            out.append(t)
+    return out
+
+
+def broadcast_prefix(prefix, tree, what: str, op: str = "vmap") -> list:
+    """Expand a prefix tree (e.g. ``in_axes``) to one entry per leaf of ``tree``.
+
+    An ``int`` or ``None`` in ``prefix`` covers the whole subtree below it; a non-array leaf of
+    ``tree`` gets ``None``. Errors name ``op`` and ``what`` (the argument's name). Iterative.
+    """
+    out: list = []
+    stack = [(prefix, tree)]
+    while stack:
+        p, t = stack.pop()
+        if isinstance(t, _leaf_types):
+            if isinstance(p, (list, tuple, dict)):
+                raise ValueError(f"[{op}] {what} gives a tree where the argument is a single array.")
+            out.append(p)
+        elif isinstance(p, (int, type(None))):
+            if isinstance(t, (list, tuple)):
+                stack.extend((p, v) for v in reversed(t))
+            elif isinstance(t, dict):
+                stack.extend((p, v) for v in reversed(list(t.values())))
+            else:
+                out.append(None)  # non-array leaf: passed through
+        elif isinstance(t, (list, tuple)) and isinstance(p, (list, tuple)):
+            if len(p) != len(t):
+                raise ValueError(f"[{op}] {what} has {len(p)} entries but the matching argument has {len(t)}.")
+            stack.extend(reversed(list(zip(p, t))))
+        elif isinstance(t, dict) and isinstance(p, dict):
+            for k in t:
+                if k not in p:
+                    raise ValueError(f"[{op}] {what} is missing key {k!r} of the argument.")
+            stack.extend(reversed([(p[k], v) for k, v in t.items()]))
+        else:
+            raise ValueError(f"[{op}] {what} does not match the structure of the arguments.")
+    return out
+
+
 # ---------------------------------------------------------------- the tree_* API of kiln.utils
 def _is_node(tree: Any) -> bool:
     return isinstance(tree, (list, tuple, dict))
+
+
+def _join(path, key) -> str:
+    return f"{path}.{key}" if path is not None else str(key)
+
+
+def _map(fn, tree, rest, is_leaf, path, with_path):
+    """``tree_map``/``tree_map_with_path`` with an explicit stack (deep trees cannot overflow).
+
+    Leaves are visited in order (``fn`` sees them left to right); each container is rebuilt once
+    its children are done.
+    """
+    result = [None]
+    stack = [(True, tree, rest, path, result, 0)]
+    while stack:
+        item = stack.pop()
+        if not item[0]:  # rebuild a container from its finished children
+            _, t, keys, kids, dst, slot = item
+            if keys is not None:
+                dst[slot] = dict(zip(keys, kids))
+            else:
+                dst[slot] = type(t)(*kids) if _is_namedtuple(t) else type(t)(kids)
+            continue
+        _, t, rs, p, dst, slot = item
+        if (is_leaf is not None and is_leaf(t)) or not _is_node(t):
+            dst[slot] = fn(p, t, *rs) if with_path else fn(t, *rs)
+            continue
+        keys = list(t.keys()) if isinstance(t, dict) else None
+        n = len(keys) if keys is not None else len(t)
+        kids = [None] * n
+        stack.append((False, t, keys, kids, dst, slot))
+        for i in reversed(range(n)):
+            k = keys[i] if keys is not None else i
+            stack.append((True, t[k], tuple(r[k] for r in rs), _join(p, k) if with_path else None, kids, i))
+    return result[0]
 
 
 def tree_map(fn: Callable, tree: Any, *rest: Any, is_leaf: Optional[Callable] = None) -> Any:
@@ -91,20 +181,7 @@ def tree_map(fn: Callable, tree: Any, *rest: Any, is_leaf: Optional[Callable] = 
     Returns:
         A tree with the structure of ``tree`` holding ``fn``'s results.
     """
-    if is_leaf is not None and is_leaf(tree):
-        return fn(tree, *rest)
-    if isinstance(tree, (list, tuple)):
-        children = [
-            tree_map(fn, child, *(r[i] for r in rest), is_leaf=is_leaf)
-            for i, child in enumerate(tree)
-        ]
-        return type(tree)(children) if not _is_namedtuple(tree) else type(tree)(*children)
-    if isinstance(tree, dict):
-        return {
-            k: tree_map(fn, child, *(r[k] for r in rest), is_leaf=is_leaf)
-            for k, child in tree.items()
-        }
-    return fn(tree, *rest)
+    return _map(fn, tree, rest, is_leaf, None, False)
 
 
 def _is_namedtuple(x: Any) -> bool:
@@ -130,24 +207,7 @@ def tree_map_with_path(
     Returns:
         A tree with the structure of ``tree`` holding ``fn``'s results.
     """
-
-    def join(key):
-        return f"{path}.{key}" if path is not None else str(key)
-
-    if is_leaf is not None and is_leaf(tree):
-        return fn(path, tree, *rest)
-    if isinstance(tree, (list, tuple)):
-        children = [
-            tree_map_with_path(fn, child, *(r[i] for r in rest), is_leaf=is_leaf, path=join(i))
-            for i, child in enumerate(tree)
-        ]
-        return type(tree)(children) if not _is_namedtuple(tree) else type(tree)(*children)
-    if isinstance(tree, dict):
-        return {
-            k: tree_map_with_path(fn, child, *(r[k] for r in rest), is_leaf=is_leaf, path=join(k))
-            for k, child in tree.items()
-        }
-    return fn(path, tree, *rest)
+    return _map(fn, tree, rest, is_leaf, path, True)
 
 
 def tree_flatten(

@@ -1,6 +1,7 @@
 """``mx.eval`` and ``mx.async_eval``."""
 from __future__ import annotations
 
+from kiln._tree import leaves_of
 from kiln.graph.array import array
 from kiln.backend import loaded_backends
 from kiln.backend import multi_device
@@ -8,18 +9,10 @@ from kiln.graph.eval import eval_arrays
 
 
 def _collect(trees, out) -> None:
-    stack = list(trees)
-    while stack:
-        t = stack.pop()
+    for t in leaves_of(trees):
         if isinstance(t, array):
             out.append(t)
-        elif isinstance(t, (list, tuple)):
-            stack.extend(t)
-        elif isinstance(t, dict):
-            stack.extend(t.values())
-        elif t is None or isinstance(t, (int, float, complex, str, bool)):
-            continue
-        else:
+        elif not (t is None or isinstance(t, (int, float, complex, str, bool))):
             raise ValueError(f"[eval] Expected arrays or trees of arrays, got {type(t).__name__}.")
 
 

@@ -16,6 +16,7 @@ from kiln.graph import array as _array_mod
 from kiln.graph.array import array
 
 from kiln.ops.elementwise import *  # noqa: F401,F403
+from kiln.ops.reduce import *  # noqa: F401,F403
 from kiln.ops.shape import *  # noqa: F401,F403
 from kiln.ops.products import *  # noqa: F401,F403
 from kiln.ops.indexing import *  # noqa: F401,F403

@@ -9,6 +9,7 @@ from kiln import device as _device
 from kiln import dtypes as _dt
 from kiln.graph.array import array
 from kiln.ops import elementwise as _ew
+from kiln.ops import reduce as _rd
 from kiln.ops import indexing as _ix
 from kiln.ops import shape as _sh
 
@@ -129,7 +130,7 @@ def diff(a, n: int = 1, axis: int = -1, prepend=None, append=None, *, stream=Non
 
 def cumulative_sum(x, /, *, axis=None, dtype=None, include_initial=False, stream=None) -> array:
     """Array-API cumulative sum (alias of ``cumsum``)."""
-    r = _ew.cumsum(_sh.flatten(x) if axis is None else x, axis=0 if axis is None else axis)
+    r = _rd.cumsum(_sh.flatten(x) if axis is None else x, axis=0 if axis is None else axis)
     if dtype is not None:
         r = r.astype(dtype)
     return r
@@ -137,7 +138,7 @@ def cumulative_sum(x, /, *, axis=None, dtype=None, include_initial=False, stream
 
 def cumulative_prod(x, /, *, axis=None, dtype=None, include_initial=False, stream=None) -> array:
     """Array-API cumulative product (alias of ``cumprod``)."""
-    r = _ew.cumprod(_sh.flatten(x) if axis is None else x, axis=0 if axis is None else axis)
+    r = _rd.cumprod(_sh.flatten(x) if axis is None else x, axis=0 if axis is None else axis)
     if dtype is not None:
         r = r.astype(dtype)
     return r

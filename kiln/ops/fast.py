@@ -11,6 +11,7 @@ from typing import Optional, Union
 
 from kiln import dtypes as _dt
 from kiln.ops import elementwise as _ew
+from kiln.ops import reduce as _rd
 from kiln.ops import products as _pr
 from kiln.ops import shape as _sh
 from kiln.ops.normalize import as_array, shape_str
@@ -61,7 +62,7 @@ def rms_norm(x, weight, eps: float, *, stream=None) -> array:
     _check_norm_input(x, "rms_norm")
     weight = _check_param(weight, x, "(*weight)", "rms_norm")
     xc = _ew.astype(x, _compute_dtype(x.dtype), stream=stream)
-    ms = _ew.mean(_ew.square(xc, stream=stream), axis=-1, keepdims=True, stream=stream)
+    ms = _rd.mean(_ew.square(xc, stream=stream), axis=-1, keepdims=True, stream=stream)
     y = _ew.astype(xc * _ew.rsqrt(ms + eps, stream=stream), x.dtype, stream=stream)
     return y if weight is None else _ew.multiply(y, weight, stream=stream)
 
@@ -84,9 +85,9 @@ def layer_norm(x, weight, bias, eps: float, *, stream=None) -> array:
     weight = _check_param(weight, x, "weight", "layer_norm")
     bias = _check_param(bias, x, "bias", "layer_norm")
     xc = _ew.astype(x, _compute_dtype(x.dtype), stream=stream)
-    mu = _ew.mean(xc, axis=-1, keepdims=True, stream=stream)
+    mu = _rd.mean(xc, axis=-1, keepdims=True, stream=stream)
     d = xc - mu
-    var = _ew.mean(_ew.square(d, stream=stream), axis=-1, keepdims=True, stream=stream)
+    var = _rd.mean(_ew.square(d, stream=stream), axis=-1, keepdims=True, stream=stream)
     y = _ew.astype(d * _ew.rsqrt(var + eps, stream=stream), x.dtype, stream=stream)
     if weight is not None:
         y = _ew.multiply(y, weight, stream=stream)
@@ -237,9 +238,9 @@ def scaled_dot_product_attention(q, k, v, *, scale: float, mask=None, sinks=None
     if sinks is not None:
         s = _ew.astype(as_array(sinks), sdt)
         s = _sh.broadcast_to(_sh.reshape(s, (1, n_q, 1, 1)), (B, n_q, T_q, 1))
-        probs = _ew.softmax(_sh.concatenate([s, scores], axis=-1), axis=-1)[..., 1:]
+        probs = _rd.softmax(_sh.concatenate([s, scores], axis=-1), axis=-1)[..., 1:]
     else:
-        probs = _ew.softmax(scores, axis=-1)
+        probs = _rd.softmax(scores, axis=-1)
     probs = _sh.reshape(_ew.astype(probs, dtype), (B, n_kv, rep, T_q, T_kv))
     out = _pr.matmul(probs, vg)
     return _sh.reshape(out, (B, n_q, T_q, v.shape[3]))

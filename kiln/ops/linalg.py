@@ -361,7 +361,8 @@ def lu(a, *, stream=None) -> tuple:
 
 def _det_parts(a, name: str, stream):
     """LU pieces shared by ``det`` and ``slogdet``: (diag of U, permutation sign, dtype)."""
-    from kiln.ops.elementwise import astype, equal, remainder, subtract, sum
+    from kiln.ops.elementwise import astype, equal, remainder, subtract
+    from kiln.ops.reduce import sum
     from kiln.ops.shape import arange, diagonal
 
     a = as_array(a)
@@ -394,7 +395,8 @@ def det(a, *, stream=None) -> array:
     Returns:
         The determinant(s), computed through an LU factorization.
     """
-    from kiln.ops.elementwise import astype, multiply, prod
+    from kiln.ops.elementwise import astype, multiply
+    from kiln.ops.reduce import prod
 
     diag, parity, out_dt = _det_parts(a, "det", stream)
     st = diag._stream
@@ -413,7 +415,8 @@ def slogdet(a, *, stream=None) -> tuple:
         ``(sign, logabsdet)`` with ``det == sign * exp(logabsdet)``; a
         singular matrix gives ``(0, -inf)``.
     """
-    from kiln.ops.elementwise import abs, astype, log, multiply, prod, sign, sum
+    from kiln.ops.elementwise import abs, astype, log, multiply, sign
+    from kiln.ops.reduce import prod, sum
 
     diag, parity, out_dt = _det_parts(a, "slogdet", stream)
     st = diag._stream
@@ -434,7 +437,8 @@ def pinv(a, *, stream=None) -> array:
     Returns:
         ``aplus`` of shape ``(..., n, m)`` with ``a @ aplus @ a == a``.
     """
-    from kiln.ops.elementwise import max, multiply, stop_gradient, where
+    from kiln.ops.elementwise import multiply, stop_gradient, where
+    from kiln.ops.reduce import max
     from kiln.ops.products import matmul
     from kiln.ops.shape import expand_dims, ones_like, zeros, zeros_like
 
@@ -472,7 +476,8 @@ def _norm_axes(axis, ndim: int) -> tuple:
 
 
 def _vector_norm(x: array, ord, ax: tuple, keepdims: bool, st) -> array:
-    from kiln.ops.elementwise import abs, astype, max, min, not_equal, power, sqrt, sum
+    from kiln.ops.elementwise import abs, astype, not_equal, power, sqrt
+    from kiln.ops.reduce import max, min, sum
 
     if ord is None or ord == 2:
         return sqrt(sum(x * x, axis=ax, keepdims=keepdims, stream=st), stream=st)
@@ -491,7 +496,8 @@ def _vector_norm(x: array, ord, ax: tuple, keepdims: bool, st) -> array:
 
 
 def _matrix_norm(x: array, ord, ax: tuple, keepdims: bool, st) -> array:
-    from kiln.ops.elementwise import abs, astype, max, min, sqrt, sum
+    from kiln.ops.elementwise import abs, astype, sqrt
+    from kiln.ops.reduce import max, min, sum
     from kiln.ops.shape import expand_dims, moveaxis, squeeze
 
     row, col = ax

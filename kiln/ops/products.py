@@ -16,8 +16,8 @@ import numpy as np
 from kiln import dtypes as _dt
 from kiln.ops.normalize import as_array, get_stream, shape_str
 from kiln.graph.array import _make, array
-from kiln.ops.elementwise import astype, multiply
-from kiln.ops.elementwise import sum as _sum
+from kiln.ops.elementwise import astype, conj, multiply
+from kiln.ops.reduce import sum as _sum
 from kiln.primitives.base import broadcast_shapes
 from kiln.primitives.matmul import Matmul
 from kiln.ops import indexing as _ix
@@ -379,9 +379,7 @@ def vecdot(a, b, /, *, axis: int = -1, stream=None) -> array:
     if axis < -nd or axis >= nd:
         raise ValueError("[vecdot] axis is out of bounds.")
     if a._dtype.kind == "c":
-        from kiln.ops import elementwise as ops
-
-        a = ops.conj(a) if hasattr(ops, "conj") else a
+        a = conj(a)
     return _sum(multiply(a, b, stream=stream), axis=axis, stream=stream)
 
 

@@ -27,6 +27,7 @@ from kiln.graph.array import _make, array
 from kiln.primitives.base import broadcast_shapes
 from kiln.primitives.random import RandomBits
 from kiln.ops import elementwise as _ew
+from kiln.ops import reduce as _rd
 from kiln.ops import indexing as _ix
 from kiln.ops import linalg
 from kiln.ops import products as _pr
@@ -434,9 +435,9 @@ def categorical(logits: array, axis: int = -1, shape: Optional[Sequence[int]] = 
         # One distribution, many samples: invert its CDF (as MLX does, so the
         # same key gives the same samples).
         flat = _sh.reshape(logits, (n,))
-        cdf = _ew.cumsum(_ew.softmax(flat, axis=-1))
+        cdf = _rd.cumsum(_rd.softmax(flat, axis=-1))
         u = uniform(shape=out_shape, key=k, stream=stream)
-        idx = _ew.sum(_ew.less(_sh.expand_dims(cdf, tuple(range(len(out_shape)))),
+        idx = _rd.sum(_ew.less(_sh.expand_dims(cdf, tuple(range(len(out_shape)))),
                              _sh.expand_dims(u, -1)), axis=-1)
         return _ew.astype(_ew.minimum(idx, n - 1), _dt.uint32)
     # The Gumbel-max trick: argmax(logits + Gumbel noise) samples the softmax.
@@ -444,11 +445,11 @@ def categorical(logits: array, axis: int = -1, shape: Optional[Sequence[int]] = 
         x = _sh.expand_dims(logits, -1)
         g = gumbel(logits.shape + (int(num_samples),), logits.dtype if logits.dtype.is_floating
                    else _dt.float32, k, stream)
-        return _ew.argmax(_ew.add(x, g), axis=ax)
+        return _rd.argmax(_ew.add(x, g), axis=ax)
     extra = len(out_shape) - len(batch)
     g_shape = out_shape[:extra + ax] + (n,) + out_shape[extra + ax:]
     g = gumbel(g_shape, logits.dtype if logits.dtype.is_floating else _dt.float32, k, stream)
-    return _ew.argmax(_ew.add(logits, g), axis=extra + ax)
+    return _rd.argmax(_ew.add(logits, g), axis=extra + ax)
 
 
 def multivariate_normal(mean: array, cov: array, shape: Sequence[int] = (), dtype=_dt.float32,
@@ -510,8 +511,8 @@ def permutation(x, axis: int = 0, key: Optional[array] = None, stream=None) -> a
         if x < 0:
             raise ValueError("[permutation] The size must be non-negative.")
         # Sorting random bits gives a uniformly random order.
-        return _ew.astype(_ew.argsort(bits((int(x),), 4, key, stream)), _dt.uint32)
+        return _ew.astype(_rd.argsort(bits((int(x),), 4, key, stream)), _dt.uint32)
     x = as_array(x)
     ax = norm_axis(axis, x.ndim, "permutation")
-    order = _ew.argsort(bits((x.shape[ax],), 4, key, stream))
+    order = _rd.argsort(bits((x.shape[ax],), 4, key, stream))
     return _ix.take(x, order, axis=ax)

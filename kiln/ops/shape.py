@@ -890,7 +890,7 @@ def trace(a, /, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype=None, *, 
     Small integer types accumulate in 32 bits, as in ``sum``.
     """
     from kiln.ops.elementwise import astype
-    from kiln.ops.elementwise import sum as _sum
+    from kiln.ops.reduce import sum as _sum
 
     a = as_array(a)
     d = diagonal(a, offset, axis1, axis2, stream=stream)

@@ -12,7 +12,7 @@ import functools
 from typing import Callable
 
 from kiln.graph.array import _make_multi, array
-from kiln.primitives.base import Primitive
+from kiln.primitives.control import CustomTransforms, Depends
 from kiln._tree import flatten
 from kiln.transforms.grad import vjp
 from kiln.transforms.jvp import jvp
@@ -21,28 +21,11 @@ from kiln.transforms.vmap import vmap
 import kiln.ops as mx
 
 
-class CustomTransforms(Primitive):
-    """Outputs = the plain function's outputs; rules from a ``custom_function``."""
+class _CustomRules:
+    """The rules of a ``CustomTransforms`` node (``kiln/primitives/control.py``): the user's, or
+    transformations of the plain function where the user gave none."""
 
-    def __init__(self, cf, n_args: int, unflatten_args, n_out: int, out_unflatten):
-        self.cf = cf
-        self.n_args = n_args
-        self.unflatten_args = unflatten_args
-        self.n_outputs = n_out
-        self.out_unflatten = out_unflatten
-
-    def __eq__(self, other):
-        return self is other
-
-    def __hash__(self):
-        return id(self)
-
-    def eval(self, xp, *bufs):
-        return tuple(bufs[self.n_args:])
-
-    def _args(self, leaves):
-        return self.unflatten_args(list(leaves))
-
+    @staticmethod
     def vjp(self, primals, cotangents, argnums, outputs):
         n = self.n_args
         args = primals[:n]
@@ -65,6 +48,7 @@ class CustomTransforms(Primitive):
             _, flat = vjp(plain, list(args), list(cotangents))
         return [flat[i] if i < n else None for i in argnums]
 
+    @staticmethod
     def jvp(self, primals, tangents, argnums, outputs):
         n = self.n_args
         args = primals[:n]
@@ -83,6 +67,7 @@ class CustomTransforms(Primitive):
 
         return jvp(plain, list(args), full)[1]
 
+    @staticmethod
     def vmap(self, inputs, axes):
         n = self.n_args
         args, arg_axes = inputs[:n], axes[:n]
@@ -100,6 +85,11 @@ class CustomTransforms(Primitive):
         in_axes = [None if ax is None else 0 for ax in arg_axes]
         outs = batched(moved, in_axes)
         return outs, [0] * len(outs)
+
+
+
+
+_RULES = _CustomRules()
 
 
 def _batched_custom(cf, prim, arg_axes):
@@ -174,7 +164,7 @@ class custom_function:
             raise ValueError("[custom_function] Arguments must be arrays or trees of arrays.")
         out = self.fun(*args)
         outs, out_unflatten = flatten(out, "custom_function")
-        prim = CustomTransforms(self, len(leaves), lambda lv: unflatten(lv), len(outs), out_unflatten)
+        prim = CustomTransforms(self, len(leaves), lambda lv: unflatten(lv), len(outs), out_unflatten, _RULES)
         nodes = _make_multi([o.shape for o in outs], [o.dtype for o in outs], prim,
                             tuple(leaves) + tuple(outs), outs[0]._stream if outs else None)
         return out_unflatten(nodes)
@@ -204,38 +194,6 @@ def checkpoint(fun: Callable) -> Callable:
     cf.vjp(ckpt_vjp)
     functools.update_wrapper(cf, fun)
     return cf
-
-
-class Depends(Primitive):
-    """Outputs its first ``n`` inputs unchanged; the rest are dependencies only."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.n_outputs = n
-
-    def __eq__(self, other):
-        return isinstance(other, Depends) and other.n == self.n
-
-    def __hash__(self):
-        return hash(("Depends", self.n))
-
-    def eval(self, xp, *bufs):
-        return tuple(bufs[: self.n])
-
-    def vjp(self, primals, cotangents, argnums, outputs):
-        return [cotangents[i] if i < self.n else mx.zeros_like(primals[i]) for i in argnums]
-
-    def jvp(self, primals, tangents, argnums, outputs):
-        t = {i: tg for i, tg in zip(argnums, tangents)}
-        return [t[i] if i in t else mx.zeros_like(primals[i]) for i in range(self.n)]
-
-    def vmap(self, inputs, axes):
-        n = self.n
-        outs = depends(list(inputs[:n]), list(inputs[n:]))
-        return outs, list(axes[:n])
-
-    def output_shapes(self, inputs):
-        return [i.shape for i in inputs[: self.n]]
 
 
 def depends(inputs, dependencies):

@@ -18,12 +18,9 @@ from kiln.transforms.tracing import keep_graph
 from kiln.transforms.vmap import vmap
 
 import kiln.ops as mx
+from kiln.ops.normalize import shape_str as _shape_str
 
 _COPY = Copy()
-
-
-def _shape_str(s) -> str:
-    return "(" + ",".join(str(v) for v in s) + ")"
 
 
 def make_tracers(primals):

@@ -6,54 +6,12 @@ from typing import Callable
 
 from kiln.graph.array import array
 from kiln.graph.eval import applications, toposort
+from kiln._tree import broadcast_prefix as _broadcast_prefix
 from kiln._tree import flatten
+from kiln.ops.normalize import shape_str as _shape_str
 from kiln.transforms.tracing import keep_graph, placeholder
 
 import kiln.ops as mx
-
-
-def _broadcast_prefix(prefix, tree, what):
-    """Expand an axes prefix tree to one entry per leaf of ``tree``."""
-    out = []
-
-    def rec(p, t):
-        if isinstance(t, array):
-            out.append(p if not isinstance(p, (list, tuple, dict)) else _bad(p, what))
-            return
-        if isinstance(p, (int, type(None))):
-            if isinstance(t, (list, tuple)):
-                for v in t:
-                    rec(p, v)
-            elif isinstance(t, dict):
-                for v in t.values():
-                    rec(p, v)
-            else:
-                out.append(None)  # non-array leaf: passed through
-            return
-        if isinstance(t, (list, tuple)) and isinstance(p, (list, tuple)):
-            if len(p) != len(t):
-                raise ValueError(f"[vmap] {what} has {len(p)} entries but the matching argument has {len(t)}.")
-            for pv, tv in zip(p, t):
-                rec(pv, tv)
-            return
-        if isinstance(t, dict) and isinstance(p, dict):
-            for k, v in t.items():
-                if k not in p:
-                    raise ValueError(f"[vmap] {what} is missing key {k!r} of the argument.")
-                rec(p[k], v)
-            return
-        raise ValueError(f"[vmap] {what} does not match the structure of the arguments.")
-
-    rec(prefix, tree)
-    return out
-
-
-def _bad(p, what):
-    raise ValueError(f"[vmap] {what} gives a tree where the argument is a single array.")
-
-
-def _shape_str(s):
-    return "(" + ",".join(str(v) for v in s) + ")"
 
 
 def vmap(fun: Callable, in_axes=0, out_axes=0) -> Callable:
