@@ -30,6 +30,7 @@ from .indexing import *  # noqa: E402,F401,F403
 from .conv import *  # noqa: E402,F401,F403
 from .io import *  # noqa: E402,F401,F403
 from .extras import *  # noqa: E402,F401,F403
+from ..ops.quantized import *  # noqa: E402,F401,F403
 from .evaluation import async_eval, eval  # noqa: E402,F401
 from . import random  # noqa: E402,F401
 from . import linalg  # noqa: E402,F401

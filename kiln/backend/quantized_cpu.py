@@ -1,0 +1,131 @@
+"""CPU kernels for the quantized matmul: dequantize fused into the product.
+
+For the decode case (a few rows of ``x``, ``M <= 8``) the product is bound by
+reading the weight, so a numba kernel walks the packed words once and never
+writes a float copy of them. Larger ``M`` (and modes or bit widths the
+kernel does not cover) go to the primitive's own eval, which dequantizes a
+block of rows at a time and hands it to BLAS. Without numba (it is in the
+``fast`` extra) every call takes that NumPy path.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba is optional
+    import numba as _nb
+except Exception:  # pragma: no cover - exercised only without numba
+    _nb = None
+
+SMALL_M = 8
+_kernels: dict = {}
+
+
+def _build():
+    njit, prange = _nb.njit, _nb.prange
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def qmv_t(xt, w, scales, biases, bits, group_size, out):
+        # out[m, n] = sum_k x[m, k] * (s[n, k//g] * q[n, k] + b[n, k//g])
+        # xt is x transposed (K, M) so the innermost loop over m is contiguous.
+        k_total, m_total = xt.shape
+        n_total, n_words = w.shape
+        per = 32 // bits
+        mask = (1 << bits) - 1
+        words_per_group = group_size // per
+        n_groups = k_total // group_size
+        xsum = np.zeros((n_groups, m_total), np.float32)
+        for gi in range(n_groups):
+            for k in range(gi * group_size, (gi + 1) * group_size):
+                for m in range(m_total):
+                    xsum[gi, m] += xt[k, m]
+        for n in prange(n_total):
+            acc = np.zeros(m_total, np.float32)
+            dot = np.zeros(m_total, np.float32)
+            for gi in range(n_groups):
+                dot[:] = 0.0
+                k = gi * group_size
+                for wi in range(gi * words_per_group, (gi + 1) * words_per_group):
+                    word = w[n, wi]
+                    for e in range(per):
+                        q = np.float32((word >> (e * bits)) & mask)
+                        for m in range(m_total):
+                            dot[m] += q * xt[k, m]
+                        k += 1
+                s = np.float32(scales[n, gi])
+                b = np.float32(biases[n, gi])
+                for m in range(m_total):
+                    acc[m] += s * dot[m] + b * xsum[gi, m]
+            for m in range(m_total):
+                out[m, n] = acc[m]
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def qmv_n(x, w, scales, biases, bits, group_size, out):
+        # out[m, n] = sum_k x[m, k] * (s[k, n//g] * q[k, n] + b[k, n//g]);
+        # each task owns a strip of output columns (words of w's rows).
+        m_total, k_total = x.shape
+        n_words = w.shape[1]
+        per = 32 // bits
+        mask = (1 << bits) - 1
+        strip = 8
+        n_strips = (n_words + strip - 1) // strip
+        for si in prange(n_strips):
+            w0 = si * strip
+            w1 = min(n_words, w0 + strip)
+            width = (w1 - w0) * per
+            acc = np.zeros((m_total, width), np.float32)
+            for k in range(k_total):
+                for wi in range(w0, w1):
+                    word = w[k, wi]
+                    base = (wi - w0) * per
+                    for e in range(per):
+                        n = wi * per + e
+                        gi = n // group_size
+                        v = np.float32(scales[k, gi]) * np.float32((word >> (e * bits)) & mask) \
+                            + np.float32(biases[k, gi])
+                        for m in range(m_total):
+                            acc[m, base + e] += x[m, k] * v
+            for m in range(m_total):
+                for j in range(width):
+                    out[m, w0 * per + j] = acc[m, j]
+
+    return qmv_t, qmv_n
+
+
+def kernels():
+    """The numba kernels (compiled on first use), or None without numba."""
+    if _nb is None:
+        return None
+    if "k" not in _kernels:
+        _kernels["k"] = _build()
+    return _kernels["k"]
+
+
+def fused_applies(prim, x, wq) -> bool:
+    """Whether the fused small-M kernel handles this call."""
+    if _nb is None or prim.mode != "affine" or prim.bits not in (2, 4, 8):
+        return False
+    if wq.ndim != 2 or x.dtype == np.float64:
+        return False
+    rows = int(np.prod(x.shape[:-1]))
+    return rows <= SMALL_M
+
+
+def quantized_matmul(prim, xp, *bufs):
+    """Override of ``QuantizedMatmul.eval`` on the CPU."""
+    x, wq, scales = bufs[0], bufs[1], bufs[2]
+    biases = bufs[3] if prim.mode == "affine" else None
+    if not fused_applies(prim, x, wq):
+        return prim.eval(xp, *bufs)
+    qmv_t, qmv_n = kernels()
+    lead = x.shape[:-1]
+    x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=np.float32)
+    w2 = np.ascontiguousarray(wq)
+    s2 = np.ascontiguousarray(scales, dtype=np.float32)
+    b2 = np.ascontiguousarray(biases, dtype=np.float32)
+    if prim.transpose:
+        out = np.empty((x2.shape[0], wq.shape[0]), np.float32)
+        qmv_t(np.ascontiguousarray(x2.T), w2, s2, b2, prim.bits, prim.group_size, out)
+    else:
+        out = np.empty((x2.shape[0], wq.shape[1] * 32 // prim.bits), np.float32)
+        qmv_n(x2, w2, s2, b2, prim.bits, prim.group_size, out)
+    return out.reshape(lead + (out.shape[-1],)).astype(prim.dtype.np, copy=False)
