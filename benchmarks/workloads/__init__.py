@@ -12,5 +12,5 @@ A module defines:
 
 WORKLOADS = (
     "dispatch", "matmul", "eltwise", "mlp_train", "transformer_train",
-    "per_example_grads", "hvp", "conv", "checkpoint_memory", "digits_mlp",
+    "per_example_grads", "hvp", "conv", "checkpoint_memory", "digits_mlp", "quantized_matmul",
 )

@@ -24,39 +24,37 @@ def _build():
     njit, prange = _nb.njit, _nb.prange
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def qmv_t(xt, w, scales, biases, bits, group_size, out):
+    def qmv_t(x, w, scales, biases, bits, group_size, out):
         # out[m, n] = sum_k x[m, k] * (s[n, k//g] * q[n, k] + b[n, k//g])
-        # xt is x transposed (K, M) so the innermost loop over m is contiguous.
-        k_total, m_total = xt.shape
-        n_total, n_words = w.shape
+        #           = sum_g s[n, g] * (q . x)_g + b[n, g] * sum(x)_g
+        # One task per output row n; a packed row (K*bits/8 bytes) stays in L1
+        # while each of the M inputs walks it, so every loop is a scalar reduction.
+        m_total, k_total = x.shape
+        n_total = w.shape[0]
         per = 32 // bits
         mask = (1 << bits) - 1
         words_per_group = group_size // per
         n_groups = k_total // group_size
-        xsum = np.zeros((n_groups, m_total), np.float32)
-        for gi in range(n_groups):
-            for k in range(gi * group_size, (gi + 1) * group_size):
-                for m in range(m_total):
-                    xsum[gi, m] += xt[k, m]
-        for n in prange(n_total):
-            acc = np.zeros(m_total, np.float32)
-            dot = np.zeros(m_total, np.float32)
+        xsum = np.zeros((m_total, n_groups), np.float32)
+        for m in range(m_total):
             for gi in range(n_groups):
-                dot[:] = 0.0
-                k = gi * group_size
-                for wi in range(gi * words_per_group, (gi + 1) * words_per_group):
-                    word = w[n, wi]
-                    for e in range(per):
-                        q = np.float32((word >> (e * bits)) & mask)
-                        for m in range(m_total):
-                            dot[m] += q * xt[k, m]
-                        k += 1
-                s = np.float32(scales[n, gi])
-                b = np.float32(biases[n, gi])
-                for m in range(m_total):
-                    acc[m] += s * dot[m] + b * xsum[gi, m]
+                t = np.float32(0.0)
+                for k in range(gi * group_size, (gi + 1) * group_size):
+                    t += x[m, k]
+                xsum[m, gi] = t
+        for n in prange(n_total):
             for m in range(m_total):
-                out[m, n] = acc[m]
+                acc = np.float32(0.0)
+                for gi in range(n_groups):
+                    d = np.float32(0.0)
+                    w0 = gi * words_per_group
+                    for wi in range(words_per_group):
+                        word = np.uint32(w[n, w0 + wi])
+                        kb = gi * group_size + wi * per
+                        for e in range(per):
+                            d += np.float32((word >> np.uint32(e * bits)) & np.uint32(mask)) * x[m, kb + e]
+                    acc += scales[n, gi] * d + biases[n, gi] * xsum[m, gi]
+                out[m, n] = acc
 
     @njit(parallel=True, fastmath=True, cache=True)
     def qmv_n(x, w, scales, biases, bits, group_size, out):
@@ -124,7 +122,7 @@ def quantized_matmul(prim, xp, *bufs):
     b2 = np.ascontiguousarray(biases, dtype=np.float32)
     if prim.transpose:
         out = np.empty((x2.shape[0], wq.shape[0]), np.float32)
-        qmv_t(np.ascontiguousarray(x2.T), w2, s2, b2, prim.bits, prim.group_size, out)
+        qmv_t(x2, w2, s2, b2, prim.bits, prim.group_size, out)
     else:
         out = np.empty((x2.shape[0], wq.shape[1] * 32 // prim.bits), np.float32)
         qmv_n(x2, w2, s2, b2, prim.bits, prim.group_size, out)
