@@ -155,9 +155,9 @@ def dequantize(w, /, scales, biases=None, group_size: int | None = None, bits: i
     _check_packed(op, w, bits)
     k = w.shape[-1] * 32 // bits
     if (k % group_size or scales.shape != w.shape[:-1] + (k // group_size,)):
-        what = "scales/biases" if mode == "affine" else "scales"
+        what = "scales and biases" if mode == "affine" else "scales"
         raise ValueError(f"[{op}] Shape of {what} does not match the matrix given the quantization "
-                         f"parameters. Provided matrix of shape {shape_str(w.shape)} and {what} of shape "
+                         f"parameters. Provided matrix of shape {shape_str(w.shape)} and {what.replace(' and ', '/')} of shape "
                          f"{shape_str(scales.shape)} with group_size={group_size} and bits={bits}.")
     if dtype is None:
         # With a (float32) global scale MLX returns float32.
