@@ -136,7 +136,21 @@ def _gather_case(name, mode="affine"):
         return m.gather_qmm(x, parts[0], *parts[1:], rhs_indices=idx, mode=mode)
 
     return OpCase(name, fn, None, shapes=((3, 2, 64), (2, 8, 64)), grad_argnums=(0,), rtol=2e-5, atol=2e-5,
-                  vmap=False)
+                  gen=lambda rng, s, d: (rng.standard_normal(s) / 8).astype(d))
+
+
+def _gather_scales_case(name):
+    # Gradients of gather_qmm with respect to the affine scales and biases, with left indices.
+    w = np.random.default_rng(11).standard_normal((3, 8, 64)).astype(np.float32)
+    q = np.array(mx.quantize(mx.array(w), 32, 4)[0])
+    x = np.random.default_rng(12).standard_normal((2, 1, 64)).astype(np.float32)
+
+    def fn(m, s, b):
+        return m.gather_qmm(m.array(x).astype(s.dtype), m.array(q), s, b, group_size=32, bits=4,
+                            lhs_indices=m.array(np.array([1, 0, 1], np.uint32)),
+                            rhs_indices=m.array(np.array([2, 0, 2], np.uint32)))
+
+    return OpCase(name, fn, None, shapes=((3, 8, 2), (3, 8, 2)), rtol=1e-5, atol=1e-5)
 
 
 CASES = [
@@ -156,6 +170,7 @@ CASES = [
     _scales_case("qmm_scales_biases"),
     _gather_case("gather_qmm_affine"),
     _gather_case("gather_qmm_mxfp4", mode="mxfp4"),
+    _gather_scales_case("gather_qmm_scales_biases"),
 ]
 
 

@@ -108,12 +108,10 @@ def fused_applies(prim, x, wq) -> bool:
     return rows <= SMALL_M
 
 
-def quantized_matmul(prim, xp, *bufs):
-    """Override of ``QuantizedMatmul.eval`` on the CPU."""
-    x, wq, scales = bufs[0], bufs[1], bufs[2]
-    biases = bufs[3] if prim.mode == "affine" else None
+def fused(prim, x, wq, scales, biases):
+    """The fused small-M product for a 2-D weight, or None where it does not apply."""
     if not fused_applies(prim, x, wq):
-        return prim.eval(xp, *bufs)
+        return None
     qmv_t, qmv_n = kernels()
     lead = x.shape[:-1]
     x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=np.float32)
@@ -127,3 +125,10 @@ def quantized_matmul(prim, xp, *bufs):
         out = np.empty((x2.shape[0], wq.shape[1] * 32 // prim.bits), np.float32)
         qmv_n(x2, w2, s2, b2, prim.bits, prim.group_size, out)
     return out.reshape(lead + (out.shape[-1],)).astype(prim.dtype.np, copy=False)
+
+
+def quantized_matmul(prim, xp, *bufs):
+    """Override of ``QuantizedMatmul.eval`` on the CPU."""
+    biases = bufs[3] if prim.mode == "affine" else None
+    out = fused(prim, bufs[0], bufs[1], bufs[2], biases)
+    return prim.eval(xp, *bufs) if out is None else out

@@ -280,11 +280,14 @@ def gather_qmm(x, w, /, scales, biases=None, lhs_indices=None, rhs_indices=None,
     li = mx.broadcast_to(idx[0], shape).reshape((-1,))
     ri = mx.broadcast_to(idx[1], shape).reshape((-1,))
     xs = mx.take(x.reshape((-1,) + x.shape[-2:]), li, axis=0, stream=stream)
+    if xs.dtype is not out_dt:
+        xs = xs.astype(out_dt)
     parts = [w, scales] + ([biases] if mode == "affine" else [])
-    ws = [mx.take(p.reshape((-1,) + p.shape[-2:]), ri, axis=0, stream=stream) for p in parts]
-    if mode != "affine":
-        ws.append(None)
-    out = _qmm_node(xs, ws[0], ws[1], ws[2], transpose, group_size, bits, mode, out_dt, stream)
+    parts = [p.reshape((-1,) + p.shape[-2:]) for p in parts]
+    prim = Q.GatherQMM(group_size, bits, mode, bool(transpose), out_dt)
+    n = w.shape[-2] if transpose else w.shape[-1] * 32 // bits
+    out = _make((xs.shape[0], xs.shape[1], n), out_dt, prim, tuple([xs] + parts + [ri.astype(_dt.uint32)]),
+                get_stream(stream))
     return out.reshape(tuple(shape) + out.shape[-2:])
 
 

@@ -519,6 +519,133 @@ class QuantizedMatmul(Primitive):
         return [qmm_shape(inputs[0].shape, inputs[1].shape, self.bits, self.transpose)]
 
 
+def _qmm_2d(xp, prim, x, wq, scales, biases):
+    """One product with a 2-D weight: the fused CPU kernel where it applies, else blocked."""
+    if xp is np:
+        from kiln.backend import quantized_cpu
+
+        out = quantized_cpu.fused(prim, x, wq, scales, biases)
+        if out is not None:
+            return out
+    return qmm_blocked(xp, prim.mode, prim.group_size, prim.bits, prim.transpose, x, wq, scales, biases,
+                       prim.dtype.np)
+
+
+@primitive
+class GatherQMM(Primitive):
+    """Rows of ``x`` times the quantized matrices picked by flat indices.
+
+    Inputs ``(x, wq, scales[, biases], rhs)``: ``x`` is ``(B, M, K)`` (already
+    gathered by the left indices, which is cheap: activations), ``wq`` is
+    ``(E, N, K*bits/32)`` and ``rhs`` ``(B,)`` picks a matrix per row block.
+    Each distinct matrix is read once for all the rows that use it, so no
+    copy of the packed weights is made per index (the MoE case).
+    """
+
+    group_size: int = 64
+    bits: int = 4
+    mode: str = "affine"
+    transpose: bool = True
+    dtype: object = None
+
+    def _split(self, ins):
+        if self.mode == "affine":
+            return ins[0], ins[1], ins[2], ins[3], ins[4]
+        return ins[0], ins[1], ins[2], None, ins[3]
+
+    def eval(self, xp, *ins):
+        x, wq, scales, biases, rhs = self._split(ins)
+        b, m = x.shape[0], x.shape[1]
+        n = wq.shape[-2] if self.transpose else wq.shape[-1] * 32 // self.bits
+        out = xp.empty((b, m, n), dtype=self.dtype.np)
+        rhs = np.asarray(rhs).astype(np.int64)
+        for e in np.unique(rhs):
+            sel = np.nonzero(rhs == e)[0]
+            xs = x[sel].reshape(-1, x.shape[-1])
+            y = _qmm_2d(xp, self, xs, wq[e], scales[e], None if biases is None else biases[e])
+            out[sel] = y.reshape(len(sel), m, n)
+        return out
+
+    def _gqmm(self, x, wq, scales, biases, rhs, transpose):
+        prim = GatherQMM(self.group_size, self.bits, self.mode, transpose, x.dtype)
+        n = wq.shape[-2] if transpose else wq.shape[-1] * 32 // self.bits
+        ins = [x, wq, scales] + ([biases] if self.mode == "affine" else []) + [rhs]
+        return prim.apply(ins, (x.shape[0], x.shape[1], n), x.dtype)
+
+    def vjp(self, primals, cotangents, argnums, outputs):
+        x, wq, scales, biases, rhs = self._split(primals)
+        g = cotangents[0]
+        rhs_pos = len(primals) - 1
+        out = []
+        for i in argnums:
+            if i == 0:
+                out.append(self._gqmm(g.astype(x.dtype), wq, scales, biases, rhs, not self.transpose))
+            elif i == 1:
+                raise RuntimeError("[GatherQMM::vjp] no gradient wrt the quantized weights.")
+            elif i == rhs_pos:
+                out.append(mx.zeros_like(rhs))
+            elif self.mode != "affine":
+                raise ValueError(f"[GatherQMM::vjp] no gradient wrt scales in {self.mode} quantization.")
+            else:
+                xf, gf = x.astype(mx.float32), g.astype(mx.float32)
+                dw = mx.matmul(mx.swapaxes(gf, -1, -2), xf) if self.transpose else mx.matmul(mx.swapaxes(xf, -1, -2), gf)
+                if i == 2:
+                    q = mx.take(group_codes(wq, scales, self.group_size, self.bits, self.mode), rhs, axis=0)
+                    per = group_sum(dw * q, self.group_size)
+                    out.append(mx.zeros(scales.shape, mx.float32).at[rhs].add(per).astype(scales.dtype))
+                else:
+                    per = group_sum(dw, self.group_size)
+                    out.append(mx.zeros(biases.shape, mx.float32).at[rhs].add(per).astype(biases.dtype))
+        return out
+
+    def jvp(self, primals, tangents, argnums, outputs):
+        x, wq, scales, biases, rhs = self._split(primals)
+        total = None
+        for t, i in zip(tangents, argnums):
+            if i == 0:
+                term = self._gqmm(t.astype(x.dtype), wq, scales, biases, rhs, self.transpose)
+            elif i == 1 or i == len(primals) - 1:
+                continue
+            elif self.mode != "affine":
+                raise ValueError(f"[GatherQMM::jvp] no gradient wrt scales in {self.mode} quantization.")
+            else:
+                q = group_codes(wq, scales, self.group_size, self.bits, self.mode)
+                wt = q * group_expand(t, self.group_size) if i == 2 else group_expand(t, self.group_size)
+                wt = mx.take(wt, rhs, axis=0).astype(outputs[0].dtype)
+                term = mx.matmul(x.astype(wt.dtype), mx.swapaxes(wt, -1, -2) if self.transpose else wt)
+            total = term if total is None else total + term
+        if total is None:
+            return [mx.zeros(outputs[0].shape, outputs[0].dtype)]
+        return [total.astype(outputs[0].dtype)]
+
+    def vmap(self, inputs, axes):
+        # Fold the vmapped axis into the row blocks (B) and the matrices (E).
+        n_w = 3 if self.mode == "affine" else 2
+        v = next(a_.shape[ax] for a_, ax in zip(inputs, axes) if ax is not None)
+        x, rhs = inputs[0], inputs[-1]
+        x = mx.broadcast_to(mx.expand_dims(x, 0), (v,) + x.shape) if axes[0] is None else to_front(x, axes[0])
+        rhs = (mx.broadcast_to(mx.expand_dims(rhs, 0), (v,) + rhs.shape) if axes[-1] is None
+               else to_front(rhs, axes[-1]))
+        b = x.shape[1]
+        ws = list(inputs[1:1 + n_w])
+        if any(a is not None for a in axes[1:1 + n_w]):
+            ws, _ = _batch_to_front_all(inputs[1:1 + n_w], axes[1:1 + n_w], n_w)
+            e = ws[0].shape[1]
+            offs = mx.reshape(mx.arange(v, dtype=rhs.dtype) * e, (v, 1))
+            rhs = rhs + offs
+            ws = [mx.reshape(w, (v * e,) + w.shape[2:]) for w in ws]
+        x = mx.reshape(x, (v * b,) + x.shape[2:])
+        rhs = mx.reshape(rhs, (v * b,))
+        out = self._gqmm(x, ws[0], ws[1], ws[2] if n_w == 3 else None, rhs, self.transpose)
+        out = out.astype(self.dtype)
+        return [mx.reshape(out, (v, b) + out.shape[1:])], [0]
+
+    def output_shapes(self, inputs):
+        x, wq = inputs[0], inputs[1]
+        n = wq.shape[-2] if self.transpose else wq.shape[-1] * 32 // self.bits
+        return [(x.shape[0], x.shape[1], n)]
+
+
 @primitive
 class ToFP8(Primitive):
     """Float to E4M3 codes (uint8), saturating at +-448 as MLX does."""
