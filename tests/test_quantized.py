@@ -356,3 +356,81 @@ def test_small_language_model_logits_match_mlx():
     mnn.quantize(mm, group_size=32, bits=4)
     t = np.array([[1, 5, 9, 63, 0, 7]])
     np.testing.assert_allclose(np.array(km(mx.array(t))), np.array(mm(mlx_core.array(t))), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- files
+def _write_gguf(path, w):
+    gguf = pytest.importorskip("gguf")
+    from gguf.quants import quantize as gquant
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    types = {"q40.weight": gguf.GGMLQuantizationType.Q4_0, "q41.weight": gguf.GGMLQuantizationType.Q4_1,
+             "q80.weight": gguf.GGMLQuantizationType.Q8_0, "plain": gguf.GGMLQuantizationType.Q4_0}
+    for name, qt in types.items():
+        data = gquant(w, qt)
+        writer.add_tensor(name, data, raw_shape=data.shape, raw_dtype=qt)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return types
+
+
+def test_gguf_q4_q8_load_as_quantized(tmp_path):
+    from gguf import GGUFReader
+    from gguf.quants import dequantize as gdequant
+
+    w = np.random.default_rng(0).standard_normal((4, 128)).astype(np.float32)
+    path = tmp_path / "q.gguf"
+    _write_gguf(path, w)
+    got = mx.load(str(path))
+    assert {"q40.weight", "q40.scales", "q40.biases", "plain", "plain.scales", "plain.biases"} <= set(got)
+    for t in GGUFReader(str(path)).tensors:
+        base = t.name[:-len("weight")] if t.name.endswith(".weight") else t.name + "."
+        bits = 8 if t.name.startswith("q80") else 4
+        assert got[t.name].dtype == mx.uint32 and got[base + "scales"].dtype == mx.float16
+        deq = mx.dequantize(got[t.name], got[base + "scales"], got[base + "biases"], 32, bits, dtype=mx.float32)
+        np.testing.assert_allclose(np.array(deq), gdequant(np.asarray(t.data), t.tensor_type), rtol=2e-3, atol=2e-3)
+    if mlx_core is not None:
+        ref = mlx_core.load(str(path))
+        assert sorted(ref) == sorted(got)
+        for k in ref:
+            np.testing.assert_array_equal(np.array(got[k]), np.array(ref[k]))
+
+
+def test_safetensors_f8_e4m3_loads_as_codes(tmp_path):
+    import json
+    import struct
+
+    codes = np.array([0, 56, 126, 200, 128, 1], np.uint8)
+    head = json.dumps({"x": {"dtype": "F8_E4M3", "shape": [2, 3], "data_offsets": [0, 6]}}).encode()
+    path = tmp_path / "f8.safetensors"
+    path.write_bytes(struct.pack("<Q", len(head)) + head + codes.tobytes())
+    x = mx.load(str(path))["x"]
+    assert x.dtype == mx.uint8
+    np.testing.assert_array_equal(np.array(x).ravel(), codes)
+    import ml_dtypes
+
+    np.testing.assert_array_equal(np.array(mx.from_fp8(x, mx.float32)).ravel(),
+                                  codes.view(ml_dtypes.float8_e4m3fn).astype(np.float32))
+
+
+@needs_mlx
+@pytest.mark.parametrize("mode", ["affine", "mxfp4", "nvfp4"])
+def test_quantized_layer_files_round_trip_with_mlx(tmp_path, mode):
+    import mlx.nn as mnn
+
+    lin = nn.Linear(64, 16)
+    ql = nn.QuantizedLinear.from_linear(lin, mode=mode)
+    path = str(tmp_path / "k.safetensors")
+    ql.save_weights(path)
+    mq = mnn.QuantizedLinear(64, 16, mode=mode)
+    mq.load_weights(path)
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    np.testing.assert_allclose(np.array(ql(mx.array(x))), np.array(mq(mlx_core.array(x))), rtol=1e-5, atol=1e-5)
+    path2 = str(tmp_path / "m.safetensors")
+    mq.save_weights(path2)
+    back = nn.QuantizedLinear(64, 16, mode=mode)
+    back.load_weights(path2)
+    for k, v in mq.parameters().items():
+        np.testing.assert_array_equal(np.array(back[k]), np.array(v))
