@@ -434,3 +434,16 @@ def test_quantized_layer_files_round_trip_with_mlx(tmp_path, mode):
     back.load_weights(path2)
     for k, v in mq.parameters().items():
         np.testing.assert_array_equal(np.array(back[k]), np.array(v))
+
+
+def test_numpy_fallback_without_numba(monkeypatch):
+    # Without numba every product takes the blocked NumPy path, with the same results.
+    from kiln.backend import quantized_cpu
+
+    rng = np.random.default_rng(4)
+    q, s, b = mx.quantize(mx.array(rng.standard_normal((32, 128)).astype(np.float32)))
+    x = mx.array(rng.standard_normal((2, 128)).astype(np.float32))
+    with_numba = np.array(mx.quantized_matmul(x, q, s, b))
+    monkeypatch.setattr(quantized_cpu, "_nb", None)
+    assert not quantized_cpu.fused_applies(mx.quantized_matmul(x, q, s, b)._prim, np.zeros((2, 128)), np.zeros((32, 16)))
+    np.testing.assert_allclose(np.array(mx.quantized_matmul(x, q, s, b)), with_numba, rtol=1e-5, atol=1e-5)

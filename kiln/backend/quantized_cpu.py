@@ -20,82 +20,91 @@ SMALL_M = 8
 _kernels: dict = {}
 
 
-def _build():
+def _build(bits: int, group_size: int):
+    """The two kernels for one (bits, group_size): both are compile-time constants,
+    so the loops over the codes of a word unroll and the loops over words vectorize."""
     njit, prange = _nb.njit, _nb.prange
+    per = 32 // bits
+    mask = np.uint32((1 << bits) - 1)
+    wpg = group_size // per  # packed words per group
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def qmv_t(x, w, scales, biases, bits, group_size, out):
-        # out[m, n] = sum_k x[m, k] * (s[n, k//g] * q[n, k] + b[n, k//g])
-        #           = sum_g s[n, g] * (q . x)_g + b[n, g] * sum(x)_g
-        # One task per output row n; a packed row (K*bits/8 bytes) stays in L1
-        # while each of the M inputs walks it, so every loop is a scalar reduction.
-        m_total, k_total = x.shape
-        n_total = w.shape[0]
-        per = 32 // bits
-        mask = (1 << bits) - 1
-        words_per_group = group_size // per
-        n_groups = k_total // group_size
-        xsum = np.zeros((m_total, n_groups), np.float32)
-        for m in range(m_total):
-            for gi in range(n_groups):
-                t = np.float32(0.0)
-                for k in range(gi * group_size, (gi + 1) * group_size):
-                    t += x[m, k]
-                xsum[m, gi] = t
+    def qmv_t(xr, xsum, w, scales, biases, out):
+        # out[m, n] = sum_g s[n, g] * (q[n] . x[m])_g + b[n, g] * sum(x[m])_g.
+        # xr[m, e, j] = x[m, j * per + e]: "plane" e holds code e of every word,
+        # so each plane is one contiguous multiply-add over the packed row.
+        m_total = xr.shape[0]
+        n_total, nw = w.shape
+        ng = nw // wpg
         for n in prange(n_total):
+            row = w[n]
+            tmp = np.empty(nw, np.float32)
             for m in range(m_total):
+                tmp[:] = 0.0
+                for e in range(per):
+                    sh = np.uint32(e * bits)
+                    xe = xr[m, e]
+                    for wi in range(nw):
+                        tmp[wi] += np.float32((row[wi] >> sh) & mask) * xe[wi]
                 acc = np.float32(0.0)
-                for gi in range(n_groups):
+                for g in range(ng):
                     d = np.float32(0.0)
-                    w0 = gi * words_per_group
-                    for wi in range(words_per_group):
-                        word = np.uint32(w[n, w0 + wi])
-                        kb = gi * group_size + wi * per
-                        for e in range(per):
-                            d += np.float32((word >> np.uint32(e * bits)) & np.uint32(mask)) * x[m, kb + e]
-                    acc += scales[n, gi] * d + biases[n, gi] * xsum[m, gi]
+                    for wi in range(g * wpg, (g + 1) * wpg):
+                        d += tmp[wi]
+                    acc += scales[n, g] * d + biases[n, g] * xsum[m, g]
                 out[m, n] = acc
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def qmv_n(x, w, scales, biases, bits, group_size, out):
-        # out[m, n] = sum_k x[m, k] * (s[k, n//g] * q[k, n] + b[k, n//g]);
-        # each task owns a strip of output columns (words of w's rows).
+    def qmv_n(x, w, scales, biases, n_chunks, out):
+        # out[m, j*per + e] = sum_k x[m, k] * (s[k, g] * code_e(w[k, j]) + b[k, g]), g = j // wpg.
+        # Each task sums a chunk of k into its own planes; the chunks are added at the end.
         m_total, k_total = x.shape
-        n_words = w.shape[1]
-        per = 32 // bits
-        mask = (1 << bits) - 1
-        strip = 8
-        n_strips = (n_words + strip - 1) // strip
-        for si in prange(n_strips):
-            w0 = si * strip
-            w1 = min(n_words, w0 + strip)
-            width = (w1 - w0) * per
-            acc = np.zeros((m_total, width), np.float32)
-            for k in range(k_total):
-                for wi in range(w0, w1):
-                    word = w[k, wi]
-                    base = (wi - w0) * per
+        nw = w.shape[1]
+        ng = nw // wpg
+        acc = np.zeros((n_chunks, m_total, per, nw), np.float32)
+        bacc = np.zeros((n_chunks, m_total, ng), np.float32)
+        step = (k_total + n_chunks - 1) // n_chunks
+        for c in prange(n_chunks):
+            xs = np.empty(nw, np.float32)
+            for k in range(c * step, min(k_total, (c + 1) * step)):
+                row = w[k]
+                for m in range(m_total):
+                    xk = x[m, k]
+                    for wi in range(nw):
+                        xs[wi] = xk * scales[k, wi // wpg]
+                    for g in range(ng):
+                        bacc[c, m, g] += xk * biases[k, g]
+                    a = acc[c, m]
                     for e in range(per):
-                        n = wi * per + e
-                        gi = n // group_size
-                        v = np.float32(scales[k, gi]) * np.float32((word >> (e * bits)) & mask) \
-                            + np.float32(biases[k, gi])
-                        for m in range(m_total):
-                            acc[m, base + e] += x[m, k] * v
-            for m in range(m_total):
-                for j in range(width):
-                    out[m, w0 * per + j] = acc[m, j]
+                        sh = np.uint32(e * bits)
+                        ae = a[e]
+                        for wi in range(nw):
+                            ae[wi] += np.float32((row[wi] >> sh) & mask) * xs[wi]
+        for m in range(m_total):
+            for e in range(per):
+                for wi in range(nw):
+                    t = np.float32(0.0)
+                    for c in range(n_chunks):
+                        t += acc[c, m, e, wi]
+                    out[m, wi * per + e] = t
+            for wi in range(nw):
+                bt = np.float32(0.0)
+                for c in range(n_chunks):
+                    bt += bacc[c, m, wi // wpg]
+                for e in range(per):
+                    out[m, wi * per + e] += bt
 
     return qmv_t, qmv_n
 
 
-def kernels():
-    """The numba kernels (compiled on first use), or None without numba."""
+def kernels(bits: int, group_size: int):
+    """The numba kernels for ``bits``/``group_size`` (compiled on first use), or None."""
     if _nb is None:
         return None
-    if "k" not in _kernels:
-        _kernels["k"] = _build()
-    return _kernels["k"]
+    key = (bits, group_size)
+    if key not in _kernels:
+        _kernels[key] = _build(bits, group_size)
+    return _kernels[key]
 
 
 def fused_applies(prim, x, wq) -> bool:
@@ -112,18 +121,22 @@ def fused(prim, x, wq, scales, biases):
     """The fused small-M product for a 2-D weight, or None where it does not apply."""
     if not fused_applies(prim, x, wq):
         return None
-    qmv_t, qmv_n = kernels()
+    qmv_t, qmv_n = kernels(prim.bits, prim.group_size)
     lead = x.shape[:-1]
     x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=np.float32)
     w2 = np.ascontiguousarray(wq)
     s2 = np.ascontiguousarray(scales, dtype=np.float32)
     b2 = np.ascontiguousarray(biases, dtype=np.float32)
+    m, k = x2.shape
+    per = 32 // prim.bits
     if prim.transpose:
-        out = np.empty((x2.shape[0], wq.shape[0]), np.float32)
-        qmv_t(x2, w2, s2, b2, prim.bits, prim.group_size, out)
+        xr = np.ascontiguousarray(x2.reshape(m, k // per, per).transpose(0, 2, 1))
+        xsum = x2.reshape(m, k // prim.group_size, prim.group_size).sum(-1, dtype=np.float32)
+        out = np.empty((m, wq.shape[0]), np.float32)
+        qmv_t(xr, xsum, w2, s2, b2, out)
     else:
-        out = np.empty((x2.shape[0], wq.shape[1] * 32 // prim.bits), np.float32)
-        qmv_n(x2, w2, s2, b2, prim.bits, prim.group_size, out)
+        out = np.empty((m, wq.shape[1] * per), np.float32)
+        qmv_n(x2, w2, s2, b2, max(1, min(_nb.get_num_threads(), k)), out)
     return out.reshape(lead + (out.shape[-1],)).astype(prim.dtype.np, copy=False)
 
 
