@@ -126,7 +126,8 @@ def _scales_case(name):
         return m.quantized_matmul(m.array(x).astype(s.dtype), m.array(np.array(q)), s, b,
                                   group_size=32, bits=4)
 
-    return OpCase(name, fn, None, shapes=((8, 2), (8, 2)), mlx=True, rtol=1e-5, atol=1e-5)
+    return OpCase(name, fn, None, shapes=((8, 2), (8, 2)), mlx=True, rtol=1e-5, atol=1e-5,
+                  gen=lambda rng, s, d: (rng.standard_normal(s) / 16).astype(d))
 
 
 def _gather_case(name, mode="affine"):
@@ -150,7 +151,8 @@ def _gather_scales_case(name):
                             lhs_indices=m.array(np.array([1, 0, 1], np.uint32)),
                             rhs_indices=m.array(np.array([2, 0, 2], np.uint32)))
 
-    return OpCase(name, fn, None, shapes=((3, 8, 2), (3, 8, 2)), rtol=1e-5, atol=1e-5)
+    return OpCase(name, fn, None, shapes=((3, 8, 2), (3, 8, 2)), rtol=1e-5, atol=1e-5,
+                  gen=lambda rng, s, d: (rng.standard_normal(s) / 16).astype(d))
 
 
 CASES = [

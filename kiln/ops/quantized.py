@@ -114,10 +114,12 @@ def quantize(w, /, group_size: int | None = None, bits: int | None = None, mode:
     group_size, bits = _mode_params(op, mode, group_size, bits)
     g = _global_scale(op, mode, global_scale)
     if w.ndim < 2:
-        raise ValueError(f"[{op}] The matrix to be quantized must have at least 2 dimension but it has only {w.ndim}.")
+        raise ValueError(f"[{op}] The matrix to be quantized must have at least 2 dimension but it has "
+                         f"only {w.ndim}.")
     if w.shape[-1] % group_size:
         raise ValueError(f"[{op}] The last dimension of the matrix needs to be divisible by the quantization "
-                         f"group size {group_size}. However the provided  matrix has shape {shape_str(w.shape)}")
+                         f"group size {group_size}. However the provided  matrix has shape "
+                         f"{shape_str(w.shape)}")
     if not w.dtype.is_floating:
         raise ValueError(f"[{op}] Only real floating types can be quantized but w has type {w.dtype.name}.")
     prim = Q.Quantize(group_size, bits, mode)
@@ -151,13 +153,15 @@ def dequantize(w, /, scales, biases=None, group_size: int | None = None, bits: i
     g = _global_scale(op, mode, global_scale)
     _check_scales(op, mode, scales, biases)
     if w.ndim < 2:
-        raise ValueError(f"[{op}] The matrix to be dequantized must have at least 2 dimension but it has only {w.ndim}.")
+        raise ValueError(f"[{op}] The matrix to be dequantized must have at least 2 dimension but it "
+                         f"has only {w.ndim}.")
     _check_packed(op, w, bits)
     k = w.shape[-1] * 32 // bits
     if (k % group_size or scales.shape != w.shape[:-1] + (k // group_size,)):
         what = "scales and biases" if mode == "affine" else "scales"
         raise ValueError(f"[{op}] Shape of {what} does not match the matrix given the quantization "
-                         f"parameters. Provided matrix of shape {shape_str(w.shape)} and {what.replace(' and ', '/')} of shape "
+                         f"parameters. Provided matrix of shape {shape_str(w.shape)} and "
+                         f"{what.replace(' and ', '/')} of shape "
                          f"{shape_str(scales.shape)} with group_size={group_size} and bits={bits}.")
     if dtype is None:
         # With a (float32) global scale MLX returns float32.
@@ -177,10 +181,12 @@ def _qmm_args(op, x, w, scales, biases, transpose, group_size, bits, mode):
     if mode == "affine":
         out_dt = _dt.promote_types(x.dtype, scales.dtype)
         if not out_dt.is_floating:
-            raise ValueError(f"[{op}] Only real floating types are supported but x.dtype() == {x.dtype.name}.")
+            raise ValueError(f"[{op}] Only real floating types are supported but x.dtype() == "
+                             f"{x.dtype.name}.")
     else:
         if not x.dtype.is_floating:
-            raise ValueError(f"[{op}] Only real floating types are supported but x.dtype() == {x.dtype.name}.")
+            raise ValueError(f"[{op}] Only real floating types are supported but x.dtype() == "
+                             f"{x.dtype.name}.")
         out_dt = x.dtype
     _check_packed(op, w, bits)
     if w.ndim < 2 or scales.ndim < 2:
@@ -197,9 +203,12 @@ def _qmm_args(op, x, w, scales, biases, transpose, group_size, bits, mode):
     k_in = k_full if transpose else w.shape[-2]
     if x.ndim == 0 or x.shape[-1] != k_in:
         dense = (w.shape[-2], k_full) if transpose else (w.shape[-2], k_full)
-        raise ValueError(f"[{op}] Last dimension of first input with shape (..., {x.shape[-1] if x.ndim else 0}) "
-                         f"does not match the expanded quantized matrix {shape_str(dense).replace(',', ', ')} "
-                         f"computed from shape {shape_str(w.shape)} with group_size={group_size}, bits={bits} "
+        raise ValueError(f"[{op}] Last dimension of first input with shape (..., "
+                         f"{x.shape[-1] if x.ndim else 0}) "
+                         f"does not match the expanded quantized matrix "
+                         f"{shape_str(dense).replace(',', ', ')} "
+                         f"computed from shape {shape_str(w.shape)} with group_size={group_size}, "
+                         f"bits={bits} "
                          f"and transpose={'true' if transpose else 'false'}")
     return x, w, scales, biases, group_size, bits, out_dt
 
@@ -331,7 +340,8 @@ def qqmm(x, w, scales=None, group_size: int | None = None, bits: int | None = No
                         dtype=_dt.float32, stream=stream)
     else:
         if not w.dtype.is_floating:
-            raise ValueError(f"[{op}] Only real floating types are supported but w.dtype() == {w.dtype.name}.")
+            raise ValueError(f"[{op}] Only real floating types are supported but w.dtype() == "
+                             f"{w.dtype.name}.")
         wh = fake_quant(w, global_scale_w)
     return mx.matmul(xh, mx.swapaxes(wh, -1, -2), stream=stream).astype(x.dtype)
 

@@ -456,11 +456,12 @@ class QuantizedMatmul(Primitive):
             elif i == 1:
                 raise RuntimeError("[QuantizedMatmul::vjp] no gradient wrt the quantized weights.")
             elif self.mode != "affine":
-                raise ValueError(f"[QuantizedMatmul::vjp] no gradient wrt scales in {self.mode} quantization.")
+                raise ValueError(f"[QuantizedMatmul::vjp] no gradient wrt scales in {self.mode} "
+                                 f"quantization.")
             else:
                 if dw is None:
-                    dw = self._dense_weight_grad(x.astype(mx.float32) if x.dtype != mx.float64 else x,
-                                                 g.astype(x.dtype if x.dtype == mx.float64 else mx.float32), wq)
+                    ct = mx.float64 if x.dtype == mx.float64 else mx.float32
+                    dw = self._dense_weight_grad(x.astype(ct), g.astype(ct), wq)
                 if i == 2:
                     q = group_codes(wq, scales, self.group_size, self.bits, self.mode)
                     out.append(group_sum(dw * q, self.group_size).astype(scales.dtype))
@@ -477,7 +478,8 @@ class QuantizedMatmul(Primitive):
             elif i == 1:
                 continue
             elif self.mode != "affine":
-                raise ValueError(f"[QuantizedMatmul::jvp] no gradient wrt scales in {self.mode} quantization.")
+                raise ValueError(f"[QuantizedMatmul::jvp] no gradient wrt scales in {self.mode} "
+                                 f"quantization.")
             else:
                 if i == 2:
                     q = group_codes(wq, scales, self.group_size, self.bits, self.mode)
@@ -588,7 +590,10 @@ class GatherQMM(Primitive):
                 raise ValueError(f"[GatherQMM::vjp] no gradient wrt scales in {self.mode} quantization.")
             else:
                 xf, gf = x.astype(mx.float32), g.astype(mx.float32)
-                dw = mx.matmul(mx.swapaxes(gf, -1, -2), xf) if self.transpose else mx.matmul(mx.swapaxes(xf, -1, -2), gf)
+                if self.transpose:
+                    dw = mx.matmul(mx.swapaxes(gf, -1, -2), xf)
+                else:
+                    dw = mx.matmul(mx.swapaxes(xf, -1, -2), gf)
                 if i == 2:
                     q = mx.take(group_codes(wq, scales, self.group_size, self.bits, self.mode), rhs, axis=0)
                     per = group_sum(dw * q, self.group_size)

@@ -150,7 +150,8 @@ class QQLinear(Module):
                  bits: Optional[int] = None, mode: str = "nvfp4") -> None:
         super().__init__()
         if mode not in ("nvfp4", "mxfp8"):
-            raise ValueError(f"[QQLinear] Quantization mode '{mode}' is not supported: use 'nvfp4' or 'mxfp8'.")
+            raise ValueError(f"[QQLinear] Quantization mode '{mode}' is not supported: use 'nvfp4' or "
+                             f"'mxfp8'.")
         self.group_size, self.bits = _defaults(group_size, bits, mode)
         self.mode = mode
         scale = math.sqrt(1 / input_dims)
@@ -211,7 +212,8 @@ def _linear_to_quantized(self, group_size: Optional[int] = None, bits: Optional[
     ``QQLinear`` when ``quantize_input`` (nvfp4 and mxfp8 only)."""
     if quantize_input:
         if mode not in ("nvfp4", "mxfp8"):
-            raise ValueError(f"[to_quantized] Quantized input is only supported for 'nvfp4' and 'mxfp8', got '{mode}'.")
+            raise ValueError(f"[to_quantized] Quantized input is only supported for 'nvfp4' and "
+                             f"'mxfp8', got '{mode}'.")
         return QQLinear.from_linear(self, group_size, bits, mode)
     return QuantizedLinear.from_linear(self, group_size, bits, mode)
 
