@@ -94,7 +94,31 @@ def _build(bits: int, group_size: int):
                 for e in range(per):
                     out[m, wi * per + e] += bt
 
-    return qmv_t, qmv_n
+    @njit(parallel=True, fastmath=True, cache=True)
+    def dequant(w, scales, biases, out):
+        # One block of rows for the large-M path: float32 rows straight from the words.
+        n_total, nw = w.shape
+        for n in prange(n_total):
+            for wi in range(nw):
+                word = w[n, wi]
+                g = wi // wpg
+                sc = np.float32(scales[n, g])
+                bi = np.float32(biases[n, g])
+                for e in range(per):
+                    out[n, wi * per + e] = sc * np.float32((word >> np.uint32(e * bits)) & mask) + bi
+
+    return qmv_t, qmv_n, dequant
+
+
+def dequantize_rows(wq, scales, biases, bits: int, group_size: int):
+    """Affine rows dequantized to float32 by the numba kernel, or None where it does not apply."""
+    if _nb is None or bits not in (2, 4, 8) or wq.ndim != 2:
+        return None
+    dequant = kernels(bits, group_size)[2]
+    out = np.empty((wq.shape[0], wq.shape[1] * 32 // bits), np.float32)
+    dequant(np.ascontiguousarray(wq), np.ascontiguousarray(scales, dtype=np.float32),
+            np.ascontiguousarray(biases, dtype=np.float32), out)
+    return out
 
 
 def kernels(bits: int, group_size: int):
@@ -121,7 +145,7 @@ def fused(prim, x, wq, scales, biases):
     """The fused small-M product for a 2-D weight, or None where it does not apply."""
     if not fused_applies(prim, x, wq):
         return None
-    qmv_t, qmv_n = kernels(prim.bits, prim.group_size)
+    qmv_t, qmv_n, _ = kernels(prim.bits, prim.group_size)
     lead = x.shape[:-1]
     x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=np.float32)
     w2 = np.ascontiguousarray(wq)
