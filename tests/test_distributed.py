@@ -239,7 +239,6 @@ def test_sharded_layers_equal_unsharded(run):
 
 
 def test_quantized_sharded_layers_equal_unsharded(run):
-    pytest.importorskip("kiln.nn.layers.quantized", reason="kiln's quantization is on another branch")
     n = run.n
     ql, xq = W.quantized_case(mx, nn, n)
     full = np.array(ql(xq))
@@ -368,7 +367,6 @@ def test_single_process_layers_and_average_gradients():
 
 
 def test_single_process_quantized_sharded_layers():
-    pytest.importorskip("kiln.nn.layers.quantized", reason="kiln's quantization is on another branch")
     ql, xq = W.quantized_case(mx, nn, 1)
     want = np.array(ql(xq))
     for sharding in ("all-to-sharded", "sharded-to-all"):

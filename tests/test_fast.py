@@ -116,7 +116,13 @@ def test_errors(k):
 
 
 def test_custom_kernels_not_supported():
-    with pytest.raises(NotImplementedError, match="kiln"):
-        mx.fast.metal_kernel(name="k", input_names=["x"], output_names=["y"], source="")
+    # As MLX without Metal: the kernel is made, calling it raises.
+    k = mx.fast.metal_kernel(name="k", input_names=["x"], output_names=["y"], source="")
+    with pytest.raises(RuntimeError, match="No Metal back-end"):
+        k(inputs=[mx.ones(2)], grid=(2, 1, 1), threadgroup=(2, 1, 1), output_shapes=[(2,)],
+          output_dtypes=[mx.float32], stream=mx.gpu)
+    with pytest.raises(ValueError, match="Only supports the GPU"):
+        k(inputs=[mx.ones(2)], grid=(2, 1, 1), threadgroup=(2, 1, 1), output_shapes=[(2,)],
+          output_dtypes=[mx.float32], stream=mx.cpu)
     with pytest.raises(NotImplementedError, match="kiln"):
         mx.fast.cuda_kernel(name="k", input_names=["x"], output_names=["y"], source="")

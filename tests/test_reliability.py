@@ -540,14 +540,16 @@ def test_shared_graph_evaluated_from_two_threads(monkeypatch):
 
 
 def test_quantized_gguf_is_dequantized_after_the_checks(tmp_path):
+    # Q5_0: a type kiln cannot keep quantized (Q4_0/Q4_1/Q8_0 load as affine-quantized arrays,
+    # tests/test_quantized.py), so it is dequantized to float16 as MLX does.
     gguf = pytest.importorskip("gguf")
     from gguf.quants import dequantize, quantize
 
     path = str(tmp_path / "q.gguf")
     a = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
-    q = quantize(a, gguf.GGMLQuantizationType.Q8_0)
+    q = quantize(a, gguf.GGMLQuantizationType.Q5_0)
     w = gguf.GGUFWriter(path, "test")
-    w.add_tensor("q", q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    w.add_tensor("q", q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q5_0)
     w.add_tensor("f", a)
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -555,7 +557,7 @@ def test_quantized_gguf_is_dequantized_after_the_checks(tmp_path):
     w.close()
     got = mx.load(path)
     ref = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(path).tensors}
-    want = dequantize(ref["q"], gguf.GGMLQuantizationType.Q8_0).astype(np.float16)
+    want = dequantize(ref["q"], gguf.GGMLQuantizationType.Q5_0).astype(np.float16)
     assert got["q"].dtype == mx.float16 and got["q"].shape == (4, 64)
     np.testing.assert_array_equal(np.array(got["q"]), want)
     np.testing.assert_array_equal(np.array(got["f"]), a)

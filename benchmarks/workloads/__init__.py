@@ -13,4 +13,5 @@ A module defines:
 WORKLOADS = (
     "dispatch", "matmul", "eltwise", "mlp_train", "transformer_train",
     "per_example_grads", "hvp", "conv", "checkpoint_memory", "digits_mlp", "rnn_scan",
+    "export_import", "quantized_matmul",
 )

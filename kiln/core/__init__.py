@@ -27,6 +27,8 @@ from kiln.ops.indexing import _AtIndexer as ArrayAt  # noqa: F401
 from kiln.transforms import *  # noqa: F401,F403
 # nn.Module reports its calls to checkpoint(fun, interval=k) through this (nn sees only kiln.core).
 from kiln.transforms.checkpoint import module_call as _checkpoint_module_call  # noqa: F401
+from kiln.export import (FunctionExporter, export_function, export_to_dot, exporter,  # noqa: F401
+                         import_function)
 from kiln.core import cuda, metal  # noqa: F401,E402
 from kiln import __version__  # noqa: F401,E402
 from kiln import distributed  # noqa: F401,E402  (mx.distributed)

@@ -20,10 +20,11 @@ from kiln.device import memory
 
 
 class _TraceState:
-    __slots__ = ("keep_graph", "check")
+    __slots__ = ("keep_graph", "check", "exporting")
 
     def __init__(self):
         self.keep_graph = 0  # >0 while a transformation needs graphs kept
+        self.exporting = 0  # >0 while export_function traces (nodes are recorded, never run)
         # Debug/test mode: check every computed buffer against its node.
         self.check = os.environ.get("KILN_CHECK", "") not in ("", "0")
 

@@ -25,6 +25,8 @@ from kiln.ops.conv import *  # noqa: F401,F403
 from kiln.ops.io import *  # noqa: F401,F403
 from kiln.ops.extras import *  # noqa: F401,F403
 from kiln.ops.unique import *  # noqa: F401,F403
+from kiln.ops.search import *  # noqa: F401,F403
+from kiln.ops.quantized import *  # noqa: F401,F403
 from kiln.ops import random  # noqa: F401
 from kiln.ops import linalg  # noqa: F401
 from kiln.ops.linalg import matrix_norm  # noqa: F401

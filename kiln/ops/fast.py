@@ -270,6 +270,6 @@ def _no_custom_kernels(kind: str):
     return make
 
 
-metal_kernel = _no_custom_kernels("metal_kernel")
+from kiln.ops.custom_kernel import metal_kernel  # noqa: E402 (recorded for export, never run)
 cuda_kernel = _no_custom_kernels("cuda_kernel")
 precompiled_cuda_kernel = _no_custom_kernels("precompiled_cuda_kernel")

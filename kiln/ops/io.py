@@ -200,6 +200,8 @@ _ST_DTYPES = {
     "C64": _dt.complex64,
 }
 _ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
+# fp8 (E4M3) tensors load as their uint8 codes, as in MLX (mx.from_fp8 decodes them).
+_ST_DTYPES["F8_E4M3"] = _dt.uint8
 
 
 def save_safetensors(file, arrays: dict, metadata: Optional[dict] = None) -> None:
@@ -354,6 +356,39 @@ def _gguf_sizes(gtype: int):
         return None
 
 
+# GGML block types kept quantized: type -> (bytes per block of 32, bits)
+_GGUF_AFFINE = {2: (18, 4), 3: (20, 4), 8: (34, 8)}
+
+
+def _gguf_affine(raw: np.ndarray, gt: int, shape: tuple):
+    """A Q4_0/Q4_1/Q8_0 tensor as (packed uint32 codes, float16 scales, float16 biases).
+
+    Each GGML block holds 32 values with a float16 scale ``d`` (Q4_1 also a
+    minimum ``m``): Q4_0 is ``d * (q - 8)``, Q4_1 ``d * q + m``, Q8_0
+    ``d * q`` with signed q; as affine groups of 32 that is scale ``d`` and
+    bias ``-8d``, ``m`` or ``-128d`` (Q8_0 codes shifted by 128).
+    """
+    from kiln.primitives.quantized import pack
+
+    nbytes, bits = _GGUF_AFFINE[gt]
+    blocks = raw.view(np.uint8).reshape(-1, nbytes)
+    d = blocks[:, 0:2].copy().view("<f2")[:, 0]
+    if gt == 8:
+        q = blocks[:, 2:].copy().view(np.int8).astype(np.int16) + 128
+        bias = (-128.0 * d.astype(np.float32)).astype(np.float16)
+    else:
+        off = 2 if gt == 2 else 4
+        qs = blocks[:, off:off + 16]
+        q = np.concatenate([qs & 0xF, qs >> 4], axis=1)
+        bias = ((-8.0 * d.astype(np.float32)).astype(np.float16) if gt == 2
+                else blocks[:, 2:4].copy().view("<f2")[:, 0])
+    rows = shape[:-1]
+    k = shape[-1]
+    codes = q.astype(np.uint32).reshape(rows + (k,))
+    return (pack(np, codes, bits), d.reshape(rows + (k // 32,)).astype(np.float16),
+            bias.reshape(rows + (k // 32,)).astype(np.float16))
+
+
 def _load_gguf(path: str, name: str):
     where = "load_gguf"
     with open(path, "rb") as f:
@@ -364,7 +399,15 @@ def _load_gguf(path: str, name: str):
     arrays = {}
     for tname, shape, gt, offset, nbytes in tensors:
         data = np.frombuffer(raw, dtype=np.uint8, count=nbytes, offset=offset)
-        if gt in _DTYPE_OF_GT:
+        if gt in _GGUF_AFFINE:
+            # Q4_0 / Q4_1 / Q8_0 load as affine-quantized arrays, as MLX's do (the parser has
+            # checked that the last dimension is whole blocks of 32 and the bytes are there).
+            wq, sc, bi = _gguf_affine(data, gt, shape)
+            base = tname[:-len("weight")] if tname.endswith(".weight") else tname + "."
+            arrays[base + "scales"] = _to_kiln(sc, name, where)
+            arrays[base + "biases"] = _to_kiln(bi, name, where)
+            buf = wq
+        elif gt in _DTYPE_OF_GT:
             dtype = _DTYPE_OF_GT[gt]
             buf = data.view(np.dtype(dtype.np).newbyteorder("<")).reshape(shape)
         else:

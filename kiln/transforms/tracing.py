@@ -28,6 +28,16 @@ def keep_graph():
         trace_state.keep_graph -= 1
 
 
+@contextlib.contextmanager
+def exporting():
+    """Mark that ``export_function`` is tracing (ops that cannot run here may still be recorded)."""
+    trace_state.exporting += 1
+    try:
+        yield
+    finally:
+        trace_state.exporting -= 1
+
+
 def placeholder(shape, dtype, transform: str = "vmap", stream=None):
     """A data-less array of ``shape`` and ``dtype`` for tracing."""
     prim = _PLACEHOLDERS.get(transform)

@@ -15,6 +15,8 @@ from kiln.nn.layers.normalization import (BatchNorm, GroupNorm, InstanceNorm, La
                                           RMSNorm)
 from kiln.nn.layers.pooling import (AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d,  # noqa: F401
                                     MaxPool3d)
+from kiln.nn.layers.quantized import (QQLinear, QuantizedEmbedding, QuantizedLinear,  # noqa: F401
+                                      quantize)
 from kiln.nn.layers.positional_encoding import ALiBi, RoPE, SinusoidalPositionalEncoding  # noqa: F401
 from kiln.nn.layers.recurrent import GRU, LSTM, RNN  # noqa: F401
 from kiln.nn.layers.transformer import (MultiHeadAttention, Transformer,  # noqa: F401

@@ -33,3 +33,13 @@ class Embedding(Module):
         """Use the table as a linear layer ``x @ W^T`` (tied output
         embeddings)."""
         return x @ self.weight.T
+
+
+def _to_quantized(self, group_size=None, bits=None, mode: str = "affine", quantize_input: bool = False):
+    """Return a ``QuantizedEmbedding`` approximating this layer."""
+    from kiln.nn.layers.quantized import _embedding_to_quantized
+
+    return _embedding_to_quantized(self, group_size, bits, mode, quantize_input)
+
+
+Embedding.to_quantized = _to_quantized

@@ -86,3 +86,14 @@ class Bilinear(Module):
         if "bias" in self:
             y = y + self.bias
         return y.reshape(*batch, out)
+
+
+def _to_quantized(self, group_size=None, bits=None, mode: str = "affine", quantize_input: bool = False):
+    """Return a quantized approximation of this layer (``QuantizedLinear``, or
+    ``QQLinear`` with ``quantize_input``)."""
+    from kiln.nn.layers.quantized import _linear_to_quantized
+
+    return _linear_to_quantized(self, group_size, bits, mode, quantize_input)
+
+
+Linear.to_quantized = _to_quantized

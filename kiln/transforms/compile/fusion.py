@@ -229,6 +229,10 @@ def _attach_reductions(steps, groups, out_vals) -> None:
         g.outs.append(st.outs[0])
 
 
+class FusionCycle(Exception):
+    """The grouping left a group depending on itself through an unfused step."""
+
+
 def order(steps, groups) -> list:
     """Groups and unfused steps in a topological order (each item: a Group or a Step)."""
     item_of: dict = {}
@@ -266,5 +270,7 @@ def order(steps, groups) -> list:
             pending[id(u)] -= 1
             if pending[id(u)] == 0:
                 heapq.heappush(ready, (pos[id(u)], id(u), u))
-    assert len(out) == len(items), "[compile] fusion made a cycle"
+    if len(out) != len(items):
+        # A group reads (through unfused steps) a value it makes itself: no order exists.
+        raise FusionCycle(f"{len(items) - len(out)} items in a cycle")
     return out

@@ -7,6 +7,8 @@ how ``Compiled``'s vjp/jvp/vmap rules and shapeless shape inference work.
 """
 from __future__ import annotations
 
+import warnings
+
 import sys
 
 import numpy as np
@@ -47,8 +49,15 @@ class Plan:
         self.program = passes.simplify(placeholders, self.captured, self.tape, outputs, shapeless, self.stats)
         self.steps = self.program.steps
         groups = fusion.group(self.steps, self.program.out_vals, self.stats)
+        try:
+            self.items = fusion.order(self.steps, groups)
+        except fusion.FusionCycle as e:
+            # Never a wrong answer: this plan runs unfused (a grouping bug to report, not to hide).
+            warnings.warn(f"[compile] fusion of {name} left a cycle ({e}); running it unfused.",
+                          RuntimeWarning, stacklevel=2)
+            groups = []
+            self.items = fusion.order(self.steps, groups)
         self.groups = [g for g in groups if len(g.all_steps) > 1]
-        self.items = fusion.order(self.steps, groups)
         # state inputs a kernel may overwrite (Plan.call checks who else holds them)
         self.donatable = sorted({v for g in groups for v in g.leaves if n_args <= v < len(placeholders)})
         self.prim = Compiled(self)
