@@ -1,6 +1,7 @@
 """Argument and output trees of a compiled call: flatten to arrays plus a hashable key, rebuild."""
 from __future__ import annotations
 
+from kiln._tree import leaves_of
 from kiln.graph.array import array
 
 _CONST_TYPES = (int, float, str, bool, type(None))
@@ -133,17 +134,8 @@ def _leaf_paths(tree) -> list:
 
 
 def _state_arrays(tree) -> list:
-    out: list = []
-    stack = [tree]
-    while stack:
-        t = stack.pop()
-        if isinstance(t, array):
-            out.append(t)
-        elif isinstance(t, (list, tuple)):
-            stack.extend(reversed(t))
-        elif isinstance(t, dict):
-            stack.extend(reversed(list(t.values())))
-    return out
+    """The arrays of a captured-state tree, in order (other leaves are not state)."""
+    return [x for x in leaves_of(tree) if isinstance(x, array)]
 
 
 def _tree_get(tree, path):
